@@ -1,0 +1,487 @@
+// The restic REST protocol (v1 and v2) as rest-server 0.14 speaks it: the request pipeline
+// (canonical path, auth, folder, private repos, routing, policy), and every operation mapped to
+// the storage provider. Status codes come from restic_response.ts; nothing here touches disk.
+
+import { StowageError, toStowageError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { AccessPolicy } from "../policy/access.ts";
+import { checkPermission, type PermissionMap } from "../policy/permissions.ts";
+import { type QuotaReservation, quotaStream, type QuotaTracker } from "../policy/quota.ts";
+import { unsafeKeyReason } from "../storage/keys.ts";
+import type { Provider } from "../storage/provider.ts";
+import { digestingStream, hashStream } from "../stream/digest.ts";
+import { countingStream, jsonArrayStream } from "../stream/json.ts";
+import { parseRange, type ResolvedRange } from "./http_range.ts";
+import {
+  allowedMethods,
+  objectKey,
+  parseResticPath,
+  repoRelativeKey,
+  RESTIC_TYPES,
+  type ResticType,
+  routeRemainder,
+} from "./restic_path.ts";
+import {
+  REASONS,
+  RESTIC_STATUS,
+  resticError,
+  resticOk,
+  sniffContentType,
+} from "./restic_response.ts";
+
+export const RESTIC_V2 = "application/vnd.x.restic.rest.v2";
+export const RESTIC_V1 = "application/vnd.x.restic.rest.v1";
+
+export type BlobOperation = "read" | "write" | "delete";
+
+/** Where blob counters go (Prometheus); labels as rest-server. */
+export interface ResticMetrics {
+  blob(
+    op: BlobOperation,
+    labels: { user: string; repo: string; type: string },
+    bytes: number,
+  ): void;
+}
+
+export interface ResticOptions {
+  provider: Provider;
+  /** Returns the user name ("" when auth is off) or null when the request is not authenticated. */
+  authenticate: (request: Request) => Promise<string | null>;
+  policy: AccessPolicy;
+  verifyUpload: boolean;
+  quota: QuotaTracker | null;
+  metrics: ResticMetrics | null;
+  log: Logger;
+}
+
+interface Call {
+  request: Request;
+  method: string;
+  user: string;
+  repo: string[];
+  repoKey: string;
+  permissions: PermissionMap;
+}
+
+const CONFIG_INLINE_LIMIT = 64 * 1024;
+
+export function createResticHandler(
+  options: ResticOptions,
+): (request: Request) => Promise<Response> {
+  const { provider, log } = options;
+
+  async function handle(request: Request): Promise<Response> {
+    const method = request.method;
+    const url = new URL(request.url);
+    const parsed = parseResticPath(url.pathname, url.search);
+    if (parsed.kind === "redirect") return redirect(parsed.location, method);
+
+    const user = await options.authenticate(request);
+    if (user === null) return resticError(401, method);
+
+    if (parsed.kind === "invalid") {
+      log.debug(`Invalid request path: ${url.pathname}`);
+      return resticError(404, method);
+    }
+    const access = options.policy.resolve(user, parsed.folder);
+    if (access === null) return resticError(401, method);
+
+    const route = routeRemainder(parsed.remainder);
+    if (route.kind === "unknown") return resticError(404, method);
+    const allowed = allowedMethods(route);
+    if (!allowed.includes(method)) {
+      return resticError(405, method, { headers: { allow: allowed.join(", ") } });
+    }
+    const repoKey = parsed.folder.join("/");
+    if (unsafeKeyReason(repoKey) !== null) {
+      log.debug(`Invalid request path: ${url.pathname}`);
+      return resticError(404, method);
+    }
+    const call: Call = {
+      request,
+      method,
+      user,
+      repo: parsed.folder,
+      repoKey,
+      permissions: access.permissions,
+    };
+    try {
+      switch (route.kind) {
+        case "repo":
+          return await createRepository(call, url);
+        case "config":
+          return await configOperation(call);
+        case "list":
+          return await listType(call, route.type);
+        case "object":
+          return await objectOperation(call, route.type, route.id);
+      }
+    } catch (error) {
+      return errorResponse(error, method);
+    }
+  }
+
+  function errorResponse(error: unknown, method: string): Response {
+    const e = toStowageError(error);
+    const status = RESTIC_STATUS[e.kind];
+    if (status >= 500) log.error(`ERROR: ${e.detail ?? e.message}`);
+    else log.debug(`${status} ${e.message}${e.detail ? ` (${e.detail})` : ""}`);
+    return resticError(status, method);
+  }
+
+  function key(call: Call, relative: string): string {
+    return call.repoKey === "" ? relative : `${call.repoKey}/${relative}`;
+  }
+
+  async function createRepository(call: Call, url: URL): Promise<Response> {
+    if (url.searchParams.get("create") !== "true") return resticError(400, call.method);
+    checkPermission(call.permissions, "", "wW");
+    log.info(`Creating repository directories in /${call.repoKey}`);
+    await provider.mkdir(call.repoKey);
+    for (const type of RESTIC_TYPES) await provider.mkdir(key(call, type));
+    for (let i = 0; i < 256; i++) {
+      await provider.mkdir(key(call, `data/${i.toString(16).padStart(2, "0")}`));
+    }
+    return resticOk();
+  }
+
+  async function configOperation(call: Call): Promise<Response> {
+    const configKey = key(call, "config");
+    switch (call.method) {
+      case "HEAD": {
+        checkPermission(call.permissions, "config", "lr");
+        const stat = await provider.stat(configKey);
+        if (stat === null || stat.isDirectory) return resticError(404, "HEAD");
+        return new Response(null, {
+          status: 200,
+          headers: { "content-length": String(stat.size) },
+        });
+      }
+      case "GET":
+        checkPermission(call.permissions, "config", "r");
+        return await readConfig(configKey);
+      case "POST":
+        checkPermission(call.permissions, "config", "wW");
+        return await writeConfig(call, configKey);
+      default: // DELETE
+        checkPermission(call.permissions, "config", "D");
+        await provider.delete(configKey);
+        return resticOk();
+    }
+  }
+
+  async function readConfig(configKey: string): Promise<Response> {
+    const stat = await provider.stat(configKey);
+    if (stat === null || stat.isDirectory) return resticError(404, "GET");
+    const stream = await provider.read(configKey);
+    const headers = new Headers({ "content-length": String(stat.size) });
+    if (stat.size <= CONFIG_INLINE_LIMIT) {
+      const body = new Uint8Array(await new Response(stream).arrayBuffer());
+      const type = sniffContentType(body);
+      if (type !== null) headers.set("content-type", type);
+      headers.set("content-length", String(body.byteLength));
+      return new Response(body, { status: 200, headers });
+    }
+    headers.set("content-type", "application/octet-stream");
+    return new Response(stream, { status: 200, headers });
+  }
+
+  async function writeConfig(call: Call, configKey: string): Promise<Response> {
+    if (await provider.stat(configKey) !== null) return resticError(403, "POST");
+    let upload;
+    try {
+      upload = await provider.begin(configKey, { createParents: false });
+    } catch (error) {
+      const e = toStowageError(error);
+      // rest-server: POST config into a repository that was never created is a 500.
+      if (e.kind === "NotFound") {
+        throw new StowageError("Internal", "repository missing", { detail: `no /${call.repoKey}` });
+      }
+      throw e;
+    }
+    try {
+      await (call.request.body ?? emptyStream()).pipeTo(upload.writable);
+    } catch (error) {
+      await upload.abort();
+      throw bodyError(error, true);
+    }
+    await upload.commit({ replace: false });
+    return resticOk();
+  }
+
+  async function listType(call: Call, type: ResticType): Promise<Response> {
+    checkPermission(call.permissions, type, "l");
+    const typeKey = key(call, type);
+    const stat = await provider.stat(typeKey);
+    if (stat === null) return resticError(404, "GET");
+    if (!stat.isDirectory) throw new StowageError("NotDirectory", "not a directory");
+    const v2 = call.request.headers.get("accept") === RESTIC_V2;
+    const items = type === "data" ? listDataEntries(typeKey, v2) : listEntries(typeKey, v2);
+    return new Response(jsonArrayStream(items), {
+      status: 200,
+      headers: { "content-type": v2 ? RESTIC_V2 : RESTIC_V1 },
+    });
+  }
+
+  async function* listEntries(dir: string, v2: boolean): AsyncIterable<unknown> {
+    for await (const entry of provider.list(dir)) {
+      yield v2 ? { name: entry.name, size: entry.size } : entry.name;
+    }
+  }
+
+  async function* listDataEntries(dir: string, v2: boolean): AsyncIterable<unknown> {
+    for await (const sub of provider.list(dir)) {
+      if (!sub.isDirectory) continue; // stray files directly in data/ are skipped
+      try {
+        yield* listEntries(`${dir}/${sub.name}`, v2);
+      } catch (error) {
+        if (toStowageError(error).kind !== "NotFound") throw error; // vanished meanwhile
+      }
+    }
+  }
+
+  async function objectOperation(call: Call, type: ResticType, id: string): Promise<Response> {
+    const relative = repoRelativeKey(type, id);
+    const objectPath = objectKey(call.repoKey, type, id);
+    const labels = { user: call.user, repo: call.repo.join("/"), type };
+    switch (call.method) {
+      case "HEAD": {
+        checkPermission(call.permissions, relative, "lr");
+        const stat = await provider.stat(objectPath);
+        if (stat === null || stat.isDirectory) return resticError(404, "HEAD");
+        return new Response(null, {
+          status: 200,
+          headers: { "content-length": String(stat.size) },
+        });
+      }
+      case "GET":
+        checkPermission(call.permissions, relative, "r");
+        return await readObject(call, objectPath, labels);
+      case "POST":
+        checkPermission(call.permissions, relative, "wW");
+        return await writeObject(call, objectPath, id, labels);
+      default: { // DELETE
+        checkPermission(call.permissions, relative, "D");
+        const removed = await provider.delete(objectPath);
+        if (removed !== null) {
+          options.quota?.adjust(-removed);
+          options.metrics?.blob("delete", labels, removed);
+        }
+        return resticOk();
+      }
+    }
+  }
+
+  async function readObject(
+    call: Call,
+    objectPath: string,
+    labels: { user: string; repo: string; type: string },
+  ): Promise<Response> {
+    const stat = await provider.stat(objectPath);
+    if (stat === null || stat.isDirectory) return resticError(404, "GET");
+    const headers = call.request.headers;
+    const record = (bytes: number) => options.metrics?.blob("read", labels, bytes);
+    if (headers.get("if-none-match") === "*") {
+      record(0);
+      return new Response(null, { status: 304 });
+    }
+    if (headers.has("if-match")) {
+      record(0);
+      return new Response(null, { status: 412, headers: { "content-length": "0" } });
+    }
+    const size = stat.size;
+    const rangeHeader = headers.has("if-range") || size === 0 ? null : headers.get("range");
+    const range = parseRange(rangeHeader, size);
+    const baseHeaders = {
+      "accept-ranges": "bytes",
+      "content-type": "application/octet-stream",
+    };
+    switch (range.kind) {
+      case "full": {
+        const body = countingStream(await provider.read(objectPath), record);
+        return new Response(body, {
+          status: 200,
+          headers: { ...baseHeaders, "content-length": String(size) },
+        });
+      }
+      case "unsatisfiable": {
+        const text = "invalid range: failed to overlap";
+        record(text.length + 1);
+        return resticError(416, "GET", { text, headers: { "content-range": `bytes */${size}` } });
+      }
+      case "invalid":
+        record("invalid range\n".length);
+        return resticError(416, "GET", { text: "invalid range" });
+    }
+    if (range.ranges.length === 1) {
+      const r = range.ranges[0];
+      const body = countingStream(
+        await provider.read(objectPath, { offset: r.start, length: r.length }),
+        record,
+      );
+      return new Response(body, {
+        status: 206,
+        headers: {
+          ...baseHeaders,
+          "content-length": String(r.length),
+          "content-range": `bytes ${r.start}-${r.start + r.length - 1}/${size}`,
+        },
+      });
+    }
+    return multipartResponse(objectPath, range.ranges, size, record);
+  }
+
+  function multipartResponse(
+    objectPath: string,
+    ranges: ResolvedRange[],
+    size: number,
+    record: (bytes: number) => void,
+  ): Response {
+    const boundary = Array.from(crypto.getRandomValues(new Uint8Array(15)))
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    const encoder = new TextEncoder();
+    const heads = ranges.map((r, i) =>
+      encoder.encode(
+        `${i === 0 ? "" : "\r\n"}--${boundary}\r\nContent-Range: bytes ${r.start}-${
+          r.start + r.length - 1
+        }/${size}\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      )
+    );
+    const tail = encoder.encode(`\r\n--${boundary}--\r\n`);
+    const length = heads.reduce((n, h) => n + h.byteLength, 0) +
+      ranges.reduce((n, r) => n + r.length, 0) + tail.byteLength;
+    async function* parts(): AsyncIterable<Uint8Array> {
+      for (let i = 0; i < ranges.length; i++) {
+        yield heads[i];
+        const stream = await provider.read(objectPath, {
+          offset: ranges[i].start,
+          length: ranges[i].length,
+        });
+        yield* stream;
+      }
+      yield tail;
+    }
+    const body = countingStream(ReadableStream.from(parts()), record);
+    return new Response(body, {
+      status: 206,
+      headers: {
+        "accept-ranges": "bytes",
+        "content-type": `multipart/byteranges; boundary=${boundary}`,
+        "content-length": String(length),
+      },
+    });
+  }
+
+  async function writeObject(
+    call: Call,
+    objectPath: string,
+    id: string,
+    labels: { user: string; repo: string; type: string },
+  ): Promise<Response> {
+    const body = call.request.body ?? emptyStream();
+    const existing = await provider.stat(objectPath);
+    if (existing !== null) return await identicalRetry(body, objectPath, id, existing.size);
+
+    const declared = declaredLength(call.request);
+    let reservation: QuotaReservation | null = null;
+    if (options.quota) reservation = options.quota.reserve(declared ?? 0);
+    const upload = await provider.begin(objectPath).catch((error) => {
+      reservation?.release();
+      throw error;
+    });
+    const digest = options.verifyUpload ? digestingStream("sha256") : null;
+    try {
+      let stream = body;
+      if (digest) stream = stream.pipeThrough(digest.stream);
+      if (reservation) stream = stream.pipeThrough(quotaStream(reservation));
+      await stream.pipeTo(upload.writable);
+      if (digest && digest.hex() !== id) {
+        throw new StowageError("HashMismatch", "content does not match its ID");
+      }
+      await upload.commit({ replace: false });
+    } catch (error) {
+      await upload.abort();
+      reservation?.release();
+      const e = bodyError(error, false);
+      if (e.kind === "Exists" && options.verifyUpload) {
+        // A concurrent upload of the same verified ID won the race: identical bytes.
+        return resticOk();
+      }
+      throw e;
+    }
+    const written = upload.written();
+    reservation?.commit(written);
+    options.metrics?.blob("write", labels, written);
+    return resticOk();
+  }
+
+  /**
+   * An upload of an existing ID: 200 when the body and the stored object both hash to the ID
+   * (a retry after a lost reply, safe even in append-only mode), otherwise 403 as rest-server.
+   */
+  async function identicalRetry(
+    body: ReadableStream<Uint8Array>,
+    objectPath: string,
+    id: string,
+    storedSize: number,
+  ): Promise<Response> {
+    if (!options.verifyUpload) {
+      await body.cancel().catch(() => {});
+      return resticError(403, "POST");
+    }
+    let incoming;
+    try {
+      incoming = await hashStream(body);
+    } catch (error) {
+      throw bodyError(error, false);
+    }
+    if (incoming.hex !== id || incoming.bytes !== storedSize) return resticError(403, "POST");
+    const stored = await hashStream(await provider.read(objectPath));
+    return stored.hex === id ? resticOk() : resticError(403, "POST");
+  }
+
+  return async (request: Request) => {
+    try {
+      return await handle(request);
+    } catch (error) {
+      return errorResponse(error, request.method);
+    }
+  };
+}
+
+function redirect(location: string, method: string): Response {
+  const headers = new Headers({ location });
+  if (method === "GET" || method === "HEAD") {
+    const body = `<a href="${escapeHtml(location)}">${REASONS[301]}</a>.\n\n`;
+    headers.set("content-type", "text/html; charset=utf-8");
+    headers.set("content-length", String(new TextEncoder().encode(body).byteLength));
+    return new Response(method === "HEAD" ? null : body, { status: 301, headers });
+  }
+  headers.set("content-length", "0");
+  return new Response(null, { status: 301, headers });
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function emptyStream(): ReadableStream<Uint8Array> {
+  return new ReadableStream({ start: (c) => c.close() });
+}
+
+function declaredLength(request: Request): number | null {
+  const text = request.headers.get("content-length");
+  if (text === null || !/^\d+$/.test(text)) return null;
+  return Number(text);
+}
+
+/** Errors from reading a request body are the client's (truncated upload); others pass. */
+function bodyError(error: unknown, configUpload: boolean): StowageError {
+  if (error instanceof StowageError) return error;
+  const e = new StowageError(
+    configUpload ? "Internal" : "Truncated",
+    "request body ended early",
+    { detail: String((error as Error)?.message ?? error), cause: error },
+  );
+  return e;
+}

@@ -1,0 +1,98 @@
+// Wiring for `stowage serve`: from a validated ServeConfig to providers, policy, quota,
+// authentication and the one handler, plus the startup lines rest-server prints.
+
+import type { ServeConfig } from "./cli/serve_config.ts";
+import { type Authenticator, htpasswdAuth, noAuth, proxyAuth } from "./http/auth.ts";
+import { createDispatcher } from "./http/dispatch.ts";
+import { HtpasswdFile } from "./http/htpasswd.ts";
+import type { Handler } from "./http/types.ts";
+import type { Logger } from "./log.ts";
+import { flagPolicy } from "./policy/access.ts";
+import { measureTree, QuotaTracker } from "./policy/quota.ts";
+import { createResticHandler } from "./protocol/restic.ts";
+import { FsProvider } from "./storage/fs.ts";
+
+export class StartupError extends Error {
+  override name = "StartupError";
+}
+
+export interface BuiltServer {
+  handler: Handler;
+  /** Reloads what can be reloaded (htpasswd users). */
+  reload(): Promise<void>;
+}
+
+async function buildAuthenticator(
+  config: ServeConfig,
+  log: Logger,
+): Promise<{ authenticator: Authenticator; htpasswd: HtpasswdFile | null }> {
+  if (config.noAuth) {
+    log.info("Authentication disabled");
+    return { authenticator: noAuth(), htpasswd: null };
+  }
+  if (config.proxyAuthUsername) {
+    log.info("Proxy Authentication enabled.");
+    return { authenticator: proxyAuth(config.proxyAuthUsername), htpasswd: null };
+  }
+  log.info("Authentication enabled");
+  let file: HtpasswdFile;
+  try {
+    file = await HtpasswdFile.load(config.htpasswdFile, (line) => log.info(line));
+  } catch (error) {
+    throw new StartupError(
+      `cannot load ${config.htpasswdFile} (use --no-auth to disable): ${(error as Error).message}`,
+    );
+  }
+  return { authenticator: htpasswdAuth(file), htpasswd: file };
+}
+
+async function buildQuota(config: ServeConfig, log: Logger): Promise<QuotaTracker | null> {
+  if (config.maxSize <= 0) return null;
+  log.info("Initializing quota (can take a while)...");
+  let usage: number;
+  try {
+    await Deno.lstat(config.path);
+    usage = await measureTree(config.path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new StartupError(`lstat ${config.path}: no such file or directory`);
+    }
+    throw new StartupError(`cannot measure ${config.path}: ${(error as Error).message}`);
+  }
+  log.info(`Quota initialized, currently using ${(usage / 2 ** 30).toFixed(2)} GiB`);
+  return new QuotaTracker(config.maxSize, usage);
+}
+
+export async function buildServer(config: ServeConfig, log: Logger): Promise<BuiltServer> {
+  log.info(`Data directory: ${config.path}`);
+  const { authenticator, htpasswd } = await buildAuthenticator(config, log);
+  const quota = await buildQuota(config, log);
+  log.info(`Append only mode ${config.appendOnly ? "enabled" : "disabled"}`);
+  log.info(`Private repositories ${config.privateRepos ? "enabled" : "disabled"}`);
+  log.info(`Group accessible repos ${config.groupAccessibleRepos ? "enabled" : "disabled"}`);
+  const provider = new FsProvider(config.path, {
+    dirMode: config.groupAccessibleRepos ? 0o770 : 0o700,
+    fileMode: config.groupAccessibleRepos ? 0o660 : 0o600,
+    warn: (line) => log.error(line),
+  });
+  const restic = createResticHandler({
+    provider,
+    authenticate: (request) => authenticator.authenticate(request),
+    policy: flagPolicy({
+      appendOnly: config.appendOnly,
+      privateRepos: config.privateRepos,
+      authEnabled: !config.noAuth,
+    }),
+    verifyUpload: config.verifyUpload,
+    quota,
+    metrics: null,
+    log,
+  });
+  const handler = createDispatcher({ restic, log });
+  return {
+    handler,
+    async reload() {
+      if (htpasswd) await htpasswd.reload();
+    },
+  };
+}

@@ -1,0 +1,517 @@
+// Filesystem provider (the default). Owns everything that touches the local disk:
+// temp files invisible to list/stat, coalesced writes, fsync of file and directory, atomic
+// rename (replace) or link + unlink (no-replace), modes, directories on demand, and the rule
+// that no path ever resolves to a place outside the root (symlinks included).
+
+import { StowageError, toStowageError } from "../errors.ts";
+import { assertSafeKey, isTempName, TEMP_MARKER } from "./keys.ts";
+import type { BeginOptions, ByteRange, Entry, Provider, Stat, Upload } from "./provider.ts";
+import { baseName, parentKey } from "./provider.ts";
+
+export interface FsProviderOptions {
+  /** Directory mode for new directories (default 0o700). */
+  dirMode?: number;
+  /** File mode for new files (default 0o600). */
+  fileMode?: number;
+  /** Size of the write coalescing buffer (default 1 MiB). */
+  writeBufferSize?: number;
+  /** Called once when the file system cannot fsync. */
+  warn?: (message: string) => void;
+}
+
+const READ_CHUNK = 256 * 1024;
+const STAT_BATCH = 512;
+let tempCounter = 0;
+
+function tempName(final: string): string {
+  const random = crypto.getRandomValues(new Uint32Array(2));
+  tempCounter = (tempCounter + 1) >>> 0;
+  return `.${baseName(final)}.${random[0].toString(36)}${random[1].toString(36)}${
+    tempCounter.toString(36)
+  }${TEMP_MARKER}`;
+}
+
+function toStat(info: Deno.FileInfo): Stat {
+  return {
+    size: info.size,
+    isDirectory: info.isDirectory,
+    atimeMs: info.atime?.getTime() ?? info.mtime?.getTime() ?? 0,
+    mtimeMs: info.mtime?.getTime() ?? 0,
+  };
+}
+
+function isNotSupported(error: unknown): boolean {
+  const text = String((error as Error)?.message ?? error);
+  return error instanceof Deno.errors.NotSupported || /ENOTSUP|EOPNOTSUPP|EINVAL|ENOTTY/.test(text);
+}
+
+export class FsProvider implements Provider {
+  readonly root: string;
+  readonly description: string;
+  readonly #dirMode: number;
+  readonly #fileMode: number;
+  readonly #bufferSize: number;
+  readonly #warn: (message: string) => void;
+  #realRoot: string | null = null;
+  #fsyncSupported = true;
+  /** Directories whose real path was verified to be inside the root. */
+  readonly #verifiedDirs = new Set<string>();
+
+  constructor(root: string, options: FsProviderOptions = {}) {
+    this.root = root.replace(/\/+$/, "") || "/";
+    this.description = `file system at ${this.root}`;
+    this.#dirMode = options.dirMode ?? 0o700;
+    this.#fileMode = options.fileMode ?? 0o600;
+    this.#bufferSize = options.writeBufferSize ?? 1024 * 1024;
+    this.#warn = options.warn ?? ((m) => console.error(m));
+  }
+
+  path(key: string): string {
+    assertSafeKey(key);
+    return key === "" ? this.root : `${this.root}/${key}`;
+  }
+
+  async #realRootPath(): Promise<string | null> {
+    if (this.#realRoot !== null) return this.#realRoot;
+    try {
+      this.#realRoot = await Deno.realPath(this.root);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw toStowageError(error);
+    }
+    return this.#realRoot;
+  }
+
+  #contains(realRoot: string, real: string): boolean {
+    return real === realRoot || real.startsWith(realRoot === "/" ? "/" : realRoot + "/");
+  }
+
+  /** Ensures an existing directory (or the root) resolves inside the root. */
+  async #checkDir(dirPath: string): Promise<void> {
+    if (this.#verifiedDirs.has(dirPath)) return;
+    const realRoot = await this.#realRootPath();
+    if (realRoot === null) throw new StowageError("NotFound", "not found");
+    let real: string;
+    try {
+      real = await Deno.realPath(dirPath);
+    } catch (error) {
+      throw toStowageError(error);
+    }
+    if (!this.#contains(realRoot, real)) {
+      throw new StowageError("Forbidden", "path leaves the storage root", {
+        detail: `${dirPath} resolves outside the root`,
+      });
+    }
+    if (this.#verifiedDirs.size > 8192) this.#verifiedDirs.clear();
+    this.#verifiedDirs.add(dirPath);
+  }
+
+  /** lstat that follows a symlink only when its target stays inside the root. */
+  async #statPath(path: string): Promise<Deno.FileInfo | null> {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.lstat(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+        return null;
+      }
+      throw toStowageError(error);
+    }
+    if (!info.isSymlink) return info;
+    const realRoot = await this.#realRootPath();
+    try {
+      const real = await Deno.realPath(path);
+      if (realRoot === null || !this.#contains(realRoot, real)) {
+        throw new StowageError("Forbidden", "path leaves the storage root", {
+          detail: `${path} is a symlink leaving the root`,
+        });
+      }
+      return await Deno.stat(real);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw toStowageError(error);
+    }
+  }
+
+  async #existingParent(key: string): Promise<string> {
+    const dir = this.path(parentKey(key));
+    await this.#checkDir(dir);
+    return dir;
+  }
+
+  async stat(key: string): Promise<Stat | null> {
+    const path = this.path(key);
+    if (key !== "") {
+      try {
+        await this.#existingParent(key);
+      } catch (error) {
+        const e = toStowageError(error);
+        if (e.kind === "NotFound" || e.kind === "NotDirectory") return null;
+        throw e;
+      }
+    } else if (await this.#realRootPath() === null) {
+      return null;
+    }
+    const info = await this.#statPath(path);
+    return info === null ? null : toStat(info);
+  }
+
+  async *list(dir: string): AsyncIterable<Entry> {
+    const path = this.path(dir);
+    await this.#checkDir(path);
+    const names: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(path)) {
+        if (!isTempName(entry.name)) names.push(entry.name);
+      }
+    } catch (error) {
+      throw toStowageError(error);
+    }
+    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const realRoot = (await this.#realRootPath())!;
+    for (let start = 0; start < names.length; start += STAT_BATCH) {
+      const batch: Entry[] = [];
+      for (const name of names.slice(start, start + STAT_BATCH)) {
+        const entryPath = `${path}/${name}`;
+        let info: Deno.FileInfo;
+        try {
+          info = Deno.lstatSync(entryPath);
+          if (info.isSymlink) {
+            const real = Deno.realPathSync(entryPath);
+            if (!this.#contains(realRoot, real)) continue;
+            info = Deno.statSync(real);
+          }
+        } catch (error) {
+          if (error instanceof Deno.errors.NotFound) continue; // vanished or dangling
+          throw toStowageError(error);
+        }
+        batch.push({ name, ...toStat(info) });
+      }
+      yield* batch;
+    }
+  }
+
+  async read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
+    const path = this.path(key);
+    await this.#existingParent(key).catch((error) => {
+      const e = toStowageError(error);
+      throw e.kind === "NotDirectory" ? new StowageError("NotFound", "not found") : e;
+    });
+    const info = await this.#statPath(path);
+    if (info === null) throw new StowageError("NotFound", "not found");
+    if (info.isDirectory) throw new StowageError("IsDirectory", "is a directory");
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (error) {
+      throw toStowageError(error);
+    }
+    const offset = range?.offset ?? 0;
+    let remaining = range ? range.length : Infinity;
+    if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+    let closed = false;
+    const close = () => {
+      if (!closed) {
+        closed = true;
+        file.close();
+      }
+    };
+    return new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          if (remaining <= 0) {
+            close();
+            controller.close();
+            return;
+          }
+          const buffer = new Uint8Array(Math.min(READ_CHUNK, remaining));
+          const n = await file.read(buffer);
+          if (n === null || n === 0) {
+            close();
+            controller.close();
+            return;
+          }
+          remaining -= n;
+          controller.enqueue(n === buffer.byteLength ? buffer : buffer.subarray(0, n));
+        } catch (error) {
+          close();
+          controller.error(toStowageError(error));
+        }
+      },
+      cancel() {
+        close();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  async #mkdirs(dirPath: string): Promise<void> {
+    try {
+      await Deno.mkdir(dirPath, { recursive: true, mode: this.#dirMode });
+    } catch (error) {
+      throw toStowageError(error);
+    }
+  }
+
+  async begin(key: string, options: BeginOptions = {}): Promise<Upload> {
+    const path = this.path(key);
+    if (key === "") throw new StowageError("BadRequest", "empty name");
+    const dir = this.path(parentKey(key));
+    const createParents = options.createParents ?? true;
+    let file: Deno.FsFile | null = null;
+    let temp = "";
+    for (let attempt = 0; attempt < 10 && file === null; attempt++) {
+      temp = `${dir}/${tempName(key)}`;
+      try {
+        file = await Deno.open(temp, { write: true, createNew: true, mode: this.#fileMode });
+      } catch (error) {
+        if (error instanceof Deno.errors.AlreadyExists) continue;
+        if (error instanceof Deno.errors.NotFound && createParents && attempt === 0) {
+          await this.#mkdirs(dir);
+          continue;
+        }
+        throw toStowageError(error);
+      }
+    }
+    if (file === null) throw new StowageError("Internal", "could not create a temp file");
+    try {
+      await this.#checkDir(dir);
+    } catch (error) {
+      file.close();
+      await Deno.remove(temp).catch(() => {});
+      throw error;
+    }
+    return new FsUpload(this, file, temp, path, dir, this.#bufferSize);
+  }
+
+  /** fsync for a file; remembers and warns once when the file system cannot do it. */
+  async syncFile(file: Deno.FsFile): Promise<void> {
+    if (!this.#fsyncSupported) return;
+    try {
+      await file.syncData();
+    } catch (error) {
+      if (!isNotSupported(error)) throw toStowageError(error);
+      this.#fsyncSupported = false;
+      this.#warn(
+        "WARNING: fsync is not supported by the data storage. This can lead to data loss, " +
+          "if the system crashes or the storage is unexpectedly disconnected.",
+      );
+    }
+  }
+
+  async syncDir(dirPath: string): Promise<void> {
+    if (!this.#fsyncSupported || Deno.build.os === "windows") return;
+    let dir: Deno.FsFile | null = null;
+    try {
+      dir = await Deno.open(dirPath, { read: true });
+      await dir.sync();
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound || isNotSupported(error)) return;
+      throw toStowageError(error);
+    } finally {
+      dir?.close();
+    }
+  }
+
+  /** Places `temp` at `final`: rename when replacing, link + unlink when not. */
+  async place(temp: string, final: string, replace: boolean): Promise<void> {
+    if (replace) {
+      try {
+        await Deno.rename(temp, final);
+      } catch (error) {
+        throw toStowageError(error);
+      }
+      return;
+    }
+    try {
+      await Deno.link(temp, final);
+    } catch (error) {
+      if (error instanceof Deno.errors.AlreadyExists) {
+        throw new StowageError("Exists", "already exists");
+      }
+      if (!(error instanceof Deno.errors.PermissionDenied) && !isNotSupported(error)) {
+        throw toStowageError(error);
+      }
+      // No hard links on this file system: check, then rename (not atomic, documented).
+      if (await this.#statPath(final) !== null) throw new StowageError("Exists", "already exists");
+      try {
+        await Deno.rename(temp, final);
+      } catch (renameError) {
+        throw toStowageError(renameError);
+      }
+      return;
+    }
+    await Deno.remove(temp).catch(() => {});
+  }
+
+  async delete(key: string): Promise<number | null> {
+    const path = this.path(key);
+    try {
+      await this.#existingParent(key);
+    } catch (error) {
+      const e = toStowageError(error);
+      if (e.kind === "NotFound" || e.kind === "NotDirectory") return null;
+      throw e;
+    }
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.lstat(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw toStowageError(error);
+    }
+    if (info.isDirectory) throw new StowageError("IsDirectory", "is a directory");
+    try {
+      await Deno.remove(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw toStowageError(error);
+    }
+    return info.isSymlink ? 0 : info.size;
+  }
+
+  async move(from: string, to: string, options: { replace: boolean }): Promise<void> {
+    const source = this.path(from);
+    const target = this.path(to);
+    const sourceDir = await this.#existingParent(from).catch((error) => {
+      const e = toStowageError(error);
+      throw e.kind === "NotDirectory" ? new StowageError("NotFound", "not found") : e;
+    });
+    const info = await this.#statPath(source);
+    const targetDir = this.path(parentKey(to));
+    await this.#mkdirs(targetDir);
+    await this.#checkDir(targetDir);
+    if (info === null) throw new StowageError("NotFound", "not found");
+    if (from === to) return;
+    await this.place(source, target, options.replace);
+    await this.syncDir(targetDir);
+    if (sourceDir !== targetDir) await this.syncDir(sourceDir);
+  }
+
+  async mkdir(dir: string): Promise<void> {
+    const path = this.path(dir);
+    await this.#mkdirs(path);
+    await this.#checkDir(path);
+  }
+
+  async rmdir(dir: string): Promise<void> {
+    const path = this.path(dir);
+    await this.#checkDir(path);
+    try {
+      const info = await Deno.lstat(path);
+      if (!info.isDirectory) throw new StowageError("NotDirectory", "not a directory");
+      await Deno.remove(path);
+    } catch (error) {
+      throw toStowageError(error);
+    }
+    this.#verifiedDirs.clear();
+  }
+
+  async removeTree(dir: string): Promise<void> {
+    const path = this.path(dir);
+    try {
+      await Deno.remove(path, { recursive: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      throw toStowageError(error);
+    } finally {
+      this.#verifiedDirs.clear();
+      if (dir === "") this.#realRoot = null;
+    }
+  }
+}
+
+/** One in-progress upload into a temp file beside its final path. */
+class FsUpload implements Upload {
+  readonly writable: WritableStream<Uint8Array>;
+  #file: Deno.FsFile | null;
+  #done = false;
+  #written = 0;
+  readonly #buffer: Uint8Array;
+  #buffered = 0;
+
+  constructor(
+    private readonly provider: FsProvider,
+    file: Deno.FsFile,
+    private readonly temp: string,
+    private readonly final: string,
+    private readonly dir: string,
+    bufferSize: number,
+  ) {
+    this.#file = file;
+    this.#buffer = new Uint8Array(bufferSize);
+    this.writable = new WritableStream<Uint8Array>({
+      write: (chunk) => this.#write(chunk),
+      close: () => this.#flush(),
+    });
+  }
+
+  written(): number {
+    return this.#written;
+  }
+
+  async #writeAll(data: Uint8Array): Promise<void> {
+    const file = this.#file;
+    if (file === null) throw new StowageError("Internal", "upload already finished");
+    let at = 0;
+    while (at < data.byteLength) {
+      try {
+        at += await file.write(data.subarray(at));
+      } catch (error) {
+        throw toStowageError(error);
+      }
+    }
+  }
+
+  async #write(chunk: Uint8Array): Promise<void> {
+    this.#written += chunk.byteLength;
+    const buffer = this.#buffer;
+    if (this.#buffered + chunk.byteLength <= buffer.byteLength) {
+      buffer.set(chunk, this.#buffered);
+      this.#buffered += chunk.byteLength;
+      if (this.#buffered === buffer.byteLength) await this.#flush();
+      return;
+    }
+    await this.#flush();
+    if (chunk.byteLength >= buffer.byteLength / 2) {
+      await this.#writeAll(chunk);
+    } else {
+      buffer.set(chunk, 0);
+      this.#buffered = chunk.byteLength;
+    }
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#buffered === 0) return;
+    const n = this.#buffered;
+    this.#buffered = 0;
+    await this.#writeAll(this.#buffer.subarray(0, n));
+  }
+
+  async commit(options: { replace: boolean }): Promise<void> {
+    if (this.#done) throw new StowageError("Internal", "upload already finished");
+    try {
+      await this.#flush();
+      await this.provider.syncFile(this.#file!);
+      this.#file!.close();
+      this.#file = null;
+      await this.provider.place(this.temp, this.final, options.replace);
+      this.#done = true;
+    } catch (error) {
+      await this.abort();
+      throw toStowageError(error);
+    }
+    await this.provider.syncDir(this.dir);
+  }
+
+  async abort(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    try {
+      this.#file?.close();
+    } catch {
+      // already closed
+    }
+    this.#file = null;
+    await Deno.remove(this.temp).catch(() => {});
+  }
+}

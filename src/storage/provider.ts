@@ -1,0 +1,99 @@
+// The storage provider contract: a small streaming key/value interface with directories.
+// Keys are relative, slash-separated and already validated (storage/keys.ts); "" is the root.
+// Every implementation keeps the same semantics: uploads are invisible until commit, commits are
+// atomic and durable, a no-replace commit fails with kind "Exists" when the key is taken.
+
+export interface Stat {
+  size: number;
+  isDirectory: boolean;
+  /** Last access time in milliseconds since the epoch (0 when unknown). */
+  atimeMs: number;
+  /** Last modification time in milliseconds since the epoch (0 when unknown). */
+  mtimeMs: number;
+}
+
+export interface Entry extends Stat {
+  /** One path segment. */
+  name: string;
+}
+
+/** An absolute byte range inside an object: `length` bytes starting at `offset`. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface BeginOptions {
+  /** Create missing parent directories (default true). */
+  createParents?: boolean;
+  /** Expected size, when known; lets providers pick a strategy. */
+  sizeHint?: number;
+}
+
+export interface Upload {
+  /** Where the body goes. Closing it does not commit. */
+  readonly writable: WritableStream<Uint8Array>;
+  /** Bytes accepted by `writable` so far. */
+  written(): number;
+  /** Makes the object visible, durably and atomically. `replace: false` fails with "Exists". */
+  commit(options: { replace: boolean }): Promise<void>;
+  /** Discards the upload; leaves nothing behind. Safe to call more than once or after commit. */
+  abort(): Promise<void>;
+}
+
+export interface Provider {
+  /** A short description for logs (never sent to clients). */
+  readonly description: string;
+  stat(key: string): Promise<Stat | null>;
+  /** One directory level, sorted by name (byte order), internal temp entries skipped. */
+  list(dir: string): AsyncIterable<Entry>;
+  /** Reads an object, or a range of it. Throws NotFound / IsDirectory. */
+  read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>>;
+  begin(key: string, options?: BeginOptions): Promise<Upload>;
+  /** Removes an object. Returns the removed size, or null when it did not exist. */
+  delete(key: string): Promise<number | null>;
+  /** Renames an object, creating the destination's parents. `replace: false` fails with "Exists". */
+  move(from: string, to: string, options: { replace: boolean }): Promise<void>;
+  /** Creates a directory and its parents; an existing directory is fine. */
+  mkdir(dir: string): Promise<void>;
+  /** Removes an empty directory. */
+  rmdir(dir: string): Promise<void>;
+  /** Removes a directory and everything below it. */
+  removeTree(dir: string): Promise<void>;
+}
+
+/** Joins validated key segments. */
+export function joinKey(...parts: string[]): string {
+  return parts.filter((p) => p !== "").join("/");
+}
+
+export function parentKey(key: string): string {
+  const i = key.lastIndexOf("/");
+  return i < 0 ? "" : key.slice(0, i);
+}
+
+export function baseName(key: string): string {
+  const i = key.lastIndexOf("/");
+  return i < 0 ? key : key.slice(i + 1);
+}
+
+/** Collects a stream fully; for tests and small internal files only, never for objects. */
+export async function readAllSmall(
+  stream: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    total += chunk.byteLength;
+    if (total > limit) throw new Error(`readAllSmall: more than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}

@@ -1,0 +1,92 @@
+// Digesting and counting transforms for request bodies. Chunks pass through unchanged while an
+// incremental node:crypto hash sees every byte.
+
+import { createHash, type Hash } from "node:crypto";
+
+export interface DigestingStream {
+  readonly stream: TransformStream<Uint8Array, Uint8Array>;
+  /** Lowercase hex digest; valid after the stream has flushed. */
+  hex(): string;
+  /** Bytes seen so far. */
+  bytes(): number;
+}
+
+/** A pass-through TransformStream that hashes (algorithm as node:crypto names it). */
+export function digestingStream(algorithm = "sha256"): DigestingStream {
+  const hash: Hash = createHash(algorithm);
+  let total = 0;
+  let digest: string | null = null;
+  const stream = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      hash.update(chunk);
+      total += chunk.byteLength;
+      controller.enqueue(chunk);
+    },
+    flush() {
+      digest = hash.digest("hex");
+    },
+  });
+  return {
+    stream,
+    hex() {
+      if (digest === null) digest = hash.digest("hex");
+      return digest;
+    },
+    bytes: () => total,
+  };
+}
+
+/** Hashes a whole stream and returns the hex digest. */
+export async function hashStream(
+  stream: ReadableStream<Uint8Array>,
+  algorithm = "sha256",
+): Promise<{ hex: string; bytes: number }> {
+  const hash = createHash(algorithm);
+  let bytes = 0;
+  for await (const chunk of stream) {
+    hash.update(chunk);
+    bytes += chunk.byteLength;
+  }
+  return { hex: hash.digest("hex"), bytes };
+}
+
+/**
+ * Ensures a body is exactly `expected` bytes long (when known): more bytes error at once,
+ * fewer error at the end. Protects against truncated bodies on transports that do not.
+ */
+export function exactLengthStream(
+  expected: number | null,
+): TransformStream<Uint8Array, Uint8Array> {
+  let seen = 0;
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      seen += chunk.byteLength;
+      if (expected !== null && seen > expected) {
+        controller.error(new BodyLengthError("request body longer than Content-Length"));
+        return;
+      }
+      controller.enqueue(chunk);
+    },
+    flush(controller) {
+      if (expected !== null && seen !== expected) {
+        controller.error(new BodyLengthError("request body shorter than Content-Length"));
+      }
+    },
+  });
+}
+
+export class BodyLengthError extends Error {
+  override name = "BodyLengthError";
+}
+
+/** Reads and discards a request body so keep-alive and stdio streams stay in sync. */
+export async function drainBody(request: Request): Promise<void> {
+  if (request.body === null || request.bodyUsed) return;
+  try {
+    for await (const _ of request.body) {
+      // discard
+    }
+  } catch {
+    // a broken body needs no draining
+  }
+}

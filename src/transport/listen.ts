@@ -1,0 +1,108 @@
+// Socket listeners built on Deno.serve: TCP (host:port, :port, [v6]:port) and unix sockets,
+// optionally with TLS. Each yields a running server with its real address and a bounded
+// graceful shutdown.
+
+import type { Handler } from "../http/types.ts";
+
+export interface ListenOptions {
+  /** `host:port`, `:port`, `[v6]:port` or `unix:/path`. */
+  address: string;
+  /** File mode of a unix socket (default 0o660). */
+  unixSocketMode?: number;
+  tls?: { cert: string; key: string };
+}
+
+export interface RunningServer {
+  /** Printable address: `127.0.0.1:8000`, `[::]:8000` or `unix:/path`. */
+  address: string;
+  /** Resolves when the server has stopped. */
+  finished: Promise<void>;
+  /** Stops accepting, waits for in-flight requests up to `graceMs`, then closes. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+export type ParsedAddress =
+  | { kind: "tcp"; hostname: string; port: number }
+  | { kind: "unix"; path: string };
+
+/** Parses a --listen value; throws an Error with a one-line message when invalid. */
+export function parseListenAddress(address: string): ParsedAddress {
+  if (address.startsWith("unix:")) {
+    const path = address.slice("unix:".length);
+    if (path === "") throw new Error(`invalid listen address "${address}": empty socket path`);
+    return { kind: "unix", path };
+  }
+  const match = /^(?:\[([0-9a-fA-F:.%a-zA-Z]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(address);
+  if (!match) throw new Error(`invalid listen address "${address}": expected host:port`);
+  const port = Number(match[3]);
+  if (port > 65535) throw new Error(`invalid listen address "${address}": port out of range`);
+  const hostname = match[1] ?? (match[2] === "" ? "::" : match[2]);
+  return { kind: "tcp", hostname, port };
+}
+
+function formatTcp(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+export async function startListener(
+  handler: Handler,
+  options: ListenOptions,
+): Promise<RunningServer> {
+  const parsed = parseListenAddress(options.address);
+  const controller = new AbortController();
+  let server: Deno.HttpServer;
+  let address: string;
+  if (parsed.kind === "unix") {
+    let exists = false;
+    try {
+      await Deno.lstat(parsed.path);
+      exists = true;
+    } catch {
+      // free to use
+    }
+    if (exists) throw new Error(`listen unix ${parsed.path}: address already in use`);
+    server = Deno.serve({
+      path: parsed.path,
+      signal: controller.signal,
+      onListen: () => {},
+      onError: () => new Response("Internal Server Error\n", { status: 500 }),
+    }, (request) => handler(request, { remoteAddr: "unix", transport: "unix" }));
+    await Deno.chmod(parsed.path, options.unixSocketMode ?? 0o660);
+    address = `unix:${parsed.path}`;
+  } else {
+    const transport = options.tls ? "tls" : "tcp";
+    const common = {
+      hostname: parsed.hostname,
+      port: parsed.port,
+      signal: controller.signal,
+      onListen: () => {},
+      onError: () => new Response("Internal Server Error\n", { status: 500 }),
+    };
+    const serve = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) =>
+      handler(request, { remoteAddr: info.remoteAddr.hostname, transport });
+    server = options.tls
+      ? Deno.serve({ ...common, cert: options.tls.cert, key: options.tls.key }, serve)
+      : Deno.serve(common, serve);
+    const addr = server.addr as Deno.NetAddr;
+    address = formatTcp(addr.hostname, addr.port);
+  }
+  const finished = server.finished.then(async () => {
+    if (parsed.kind === "unix") await Deno.remove(parsed.path).catch(() => {});
+  });
+  return {
+    address,
+    finished,
+    async shutdown(graceMs = 30_000) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          controller.abort();
+          resolve();
+        }, graceMs);
+      });
+      await Promise.race([server.shutdown(), timeout]);
+      clearTimeout(timer);
+      await finished;
+    },
+  };
+}
