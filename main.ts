@@ -44,9 +44,6 @@ async function serve(argv: string[]): Promise<void> {
     unixSocketMode: config.unixSocketMode,
     tls,
   }).catch((error) => fail(`unable to listen: ${(error as Error).message}`, 1));
-  log.info(`start server on ${server.address}`);
-  if (config.tls) log.info(`TLS enabled, private key ${config.tlsKey}, pubkey ${config.tlsCert}`);
-
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
@@ -60,6 +57,8 @@ async function serve(argv: string[]): Promise<void> {
   Deno.addSignalListener("SIGHUP", () => {
     built.reload().catch((error) => log.error(`reload failed: ${(error as Error).message}`));
   });
+  log.info(`start server on ${server.address}`);
+  if (config.tls) log.info(`TLS enabled, private key ${config.tlsKey}, pubkey ${config.tlsCert}`);
   await server.finished;
 }
 

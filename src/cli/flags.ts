@@ -123,7 +123,7 @@ export function renderMarkdown(specs: FlagSpec[]): string {
     lines.push(
       `| \`${short}--${spec.name}${value}\` | ${
         spec.defaultText ? `\`${spec.defaultText}\`` : ""
-      } | ${spec.help.replaceAll("|", "\\|")} |`,
+      } | ${spec.help.replaceAll("|", "\\|").replaceAll("<", "&lt;").replaceAll(">", "&gt;")} |`,
     );
   }
   return lines.join("\n");

@@ -44,12 +44,56 @@ function formatTcp(hostname: string, port: number): string {
   return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }
 
+/**
+ * Counts requests whose handler is still running. Deno.serve's own shutdown cuts request bodies
+ * that are still arriving, so a graceful stop first waits here for uploads to finish, answering
+ * new requests 503 meanwhile, and only then shuts the server down.
+ */
+export class InFlight {
+  #count = 0;
+  #draining = false;
+  #idle: (() => void) | null = null;
+
+  wrap(handler: Handler): Handler {
+    return async (request, info) => {
+      if (this.#draining) {
+        return new Response("Service Unavailable\n", {
+          status: 503,
+          headers: { "content-type": "text/plain; charset=utf-8", "retry-after": "5" },
+        });
+      }
+      this.#count++;
+      try {
+        return await handler(request, info);
+      } finally {
+        this.#count--;
+        if (this.#count === 0 && this.#idle) this.#idle();
+      }
+    };
+  }
+
+  /** Refuses new requests and resolves once running handlers are done or `ms` passed. */
+  drain(ms: number): Promise<void> {
+    this.#draining = true;
+    if (this.#count === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#idle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
 export async function startListener(
   handler: Handler,
   options: ListenOptions,
 ): Promise<RunningServer> {
   const parsed = parseListenAddress(options.address);
   const controller = new AbortController();
+  const inFlight = new InFlight();
+  handler = inFlight.wrap(handler);
   let server: Deno.HttpServer;
   let address: string;
   if (parsed.kind === "unix") {
@@ -93,6 +137,9 @@ export async function startListener(
     address,
     finished,
     async shutdown(graceMs = 30_000) {
+      const deadline = Date.now() + graceMs;
+      await inFlight.drain(graceMs);
+      graceMs = Math.max(1000, deadline - Date.now());
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<void>((resolve) => {
         timer = setTimeout(() => {

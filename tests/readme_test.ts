@@ -1,0 +1,27 @@
+// The README's flag reference is generated from the CLI definition; this test keeps them equal,
+// and checks that the two README commands are the ones deno.json provides.
+
+import { assert, assertEquals } from "./_assert.ts";
+import { renderMarkdown } from "../src/cli/flags.ts";
+import { SERVE_FLAGS } from "../src/cli/serve_config.ts";
+import meta from "../deno.json" with { type: "json" };
+
+const README = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+
+function block(name: string): string {
+  const start = README.indexOf(`<!-- flags:${name} -->\n`);
+  const end = README.indexOf(`<!-- /flags:${name} -->`);
+  assert(start >= 0 && end > start, `README has no flags:${name} block`);
+  return README.slice(start + `<!-- flags:${name} -->\n`.length, end).trim();
+}
+
+Deno.test("README: serve flag table matches the CLI definition", () => {
+  assertEquals(block("serve"), renderMarkdown(SERVE_FLAGS));
+});
+
+Deno.test("README: the two commands exist as tasks", () => {
+  assert(README.includes("npx -y deno@2.9.6 task start"));
+  assert(README.includes("npx -y deno@2.9.6 task test"));
+  assert("start" in meta.tasks && "test" in meta.tasks);
+  assert(meta.tasks.start.includes("--no-auth") && meta.tasks.start.includes("--path"));
+});
