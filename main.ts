@@ -2,7 +2,11 @@
 // Exit codes: 0 success, 1 runtime or startup failure, 2 usage error.
 
 import { renderHelp, UsageError } from "./src/cli/flags.ts";
+import { BORGSTORE_FLAGS, parseBorgstoreArgs } from "./src/cli/borgstore_config.ts";
 import { parseServeArgs, SERVE_FLAGS } from "./src/cli/serve_config.ts";
+import { buildBorgstoreServer } from "./src/borgstore_server.ts";
+import { listenFds, serveOnFd } from "./src/transport/fd.ts";
+import { serveStdioHttp1 } from "./src/transport/stdio_h1.ts";
 import { stderrLogger } from "./src/log.ts";
 import { buildServer, StartupError } from "./src/server.ts";
 import { startListener } from "./src/transport/listen.ts";
@@ -62,11 +66,90 @@ async function serve(argv: string[]): Promise<void> {
   await server.finished;
 }
 
+const BORGSTORE_USAGE = "stowage borgstore-server-rest --backend file:///path [flags]";
+const BORGSTORE_SUMMARY =
+  "Serves one BorgStore (Borg 2) store over REST, compatible with borgstore-server-rest.";
+
+async function borgstoreServer(argv: string[]): Promise<void> {
+  const { config, values } = parseBorgstoreArgs(argv);
+  if (values.help) {
+    console.log(renderHelp(BORGSTORE_USAGE, BORGSTORE_SUMMARY, BORGSTORE_FLAGS));
+    return;
+  }
+  if (values.version || config === null) {
+    console.log(`stowage ${VERSION}`);
+    return;
+  }
+  if (values.password !== undefined) {
+    console.error(
+      "WARNING: --password on the command line is visible to other local users; " +
+        "use --password-file or BORGSTORE_PASSWORD",
+    );
+  }
+  const log = stderrLogger({ debug: config.debug });
+  const built = buildBorgstoreServer(config, log);
+  if (config.stdio) {
+    log.info("BorgStore REST server listening on stdin/stdout");
+    await serveStdioHttp1(built.handler, { log: (line) => log.error(line) });
+    await built.close();
+    Deno.exit(0);
+  }
+  let stop: () => Promise<void>;
+  if (config.socketActivation) {
+    const count = Number(Deno.env.get("LISTEN_FDS") ?? "0");
+    if (!(count > 0)) {
+      fail(
+        "--socket-activation was requested but no sockets were passed by systemd " +
+          "(LISTEN_FDS not set or 0)",
+        1,
+      );
+    }
+    if (count !== 1) {
+      fail(`--socket-activation expects exactly 1 socket from systemd, got ${count}`, 1);
+    }
+    const fds = listenFds(Deno.env, { checkPid: false });
+    const server = serveOnFd(built.handler, fds[0], { log: (line) => log.error(line) });
+    await server.listening.catch((error) => fail(`unable to serve fd 3: ${error.message}`, 1));
+    log.info(`BorgStore REST server using systemd-activated socket on ${server.address}`);
+    stop = () => server.close();
+  } else {
+    const server = await startListener(built.handler, {
+      address: config.host.includes(":")
+        ? `[${config.host}]:${config.port}`
+        : `${config.host}:${config.port}`,
+    }).catch((error) => fail(`unable to listen: ${(error as Error).message}`, 1));
+    log.info(`BorgStore REST server listening on ${server.address}`);
+    stop = () => server.shutdown(30_000);
+  }
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = async () => {
+      if (stopping) return;
+      stopping = true;
+      await stop();
+      await built.close();
+      log.info("shutdown cleanly");
+      resolve();
+    };
+    Deno.addSignalListener("SIGINT", onSignal);
+    Deno.addSignalListener("SIGTERM", onSignal);
+  });
+  Deno.exit(0);
+}
+
+function isBorgstoreExecutable(): boolean {
+  const name = Deno.execPath().split(/[\\/]/).pop() ?? "";
+  return name === "borgstore-server-rest" || name === "borgstore-server-rest.exe";
+}
+
 async function main(args: string[]): Promise<void> {
+  if (isBorgstoreExecutable()) return await borgstoreServer(args);
   const [command, ...rest] = args;
   switch (command) {
     case "serve":
       return await serve(rest);
+    case "borgstore-server-rest":
+      return await borgstoreServer(rest);
     case "--version":
     case "-v":
     case "version":

@@ -3,11 +3,13 @@
 
 import type { ServeConfig } from "./cli/serve_config.ts";
 import { type Authenticator, htpasswdAuth, noAuth, proxyAuth } from "./http/auth.ts";
+import { createBorgRouter, ProtocolGuard } from "./http/borg_router.ts";
 import { createDispatcher } from "./http/dispatch.ts";
 import { HtpasswdFile } from "./http/htpasswd.ts";
 import type { Handler } from "./http/types.ts";
 import type { Logger } from "./log.ts";
 import { flagPolicy } from "./policy/access.ts";
+import { BORG_MODES } from "./policy/permissions.ts";
 import { measureTree, QuotaTracker } from "./policy/quota.ts";
 import { createResticHandler } from "./protocol/restic.ts";
 import { FsProvider } from "./storage/fs.ts";
@@ -70,14 +72,28 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
   log.info(`Append only mode ${config.appendOnly ? "enabled" : "disabled"}`);
   log.info(`Private repositories ${config.privateRepos ? "enabled" : "disabled"}`);
   log.info(`Group accessible repos ${config.groupAccessibleRepos ? "enabled" : "disabled"}`);
-  const provider = new FsProvider(config.path, {
+  const fsOptions = {
     dirMode: config.groupAccessibleRepos ? 0o770 : 0o700,
     fileMode: config.groupAccessibleRepos ? 0o660 : 0o600,
-    warn: (line) => log.error(line),
-  });
+    warn: (line: string) => log.error(line),
+  };
+  const provider = new FsProvider(config.path, fsOptions);
+  const guard = new ProtocolGuard(provider);
+  const storeProviders = new Map<string, FsProvider>();
+  const storeProvider = (dir: string) => {
+    let found = storeProviders.get(dir);
+    if (!found) {
+      if (storeProviders.size > 1000) storeProviders.clear();
+      found = new FsProvider(provider.path(dir), fsOptions);
+      storeProviders.set(dir, found);
+    }
+    return found;
+  };
+  const authenticate = (request: Request) => authenticator.authenticate(request);
   const restic = createResticHandler({
     provider,
-    authenticate: (request) => authenticator.authenticate(request),
+    authenticate,
+    guard: (repoKey) => guard.require(repoKey, "restic"),
     policy: flagPolicy({
       appendOnly: config.appendOnly,
       privateRepos: config.privateRepos,
@@ -88,7 +104,21 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     metrics: null,
     log,
   });
-  const handler = createDispatcher({ restic, log });
+  const borgstore = createBorgRouter({
+    provider,
+    storeProvider,
+    authenticate,
+    policy: flagPolicy({
+      appendOnly: config.appendOnly,
+      privateRepos: config.privateRepos,
+      authEnabled: !config.noAuth,
+      appendOnlyMap: BORG_MODES["no-delete"],
+    }),
+    privateRepos: config.privateRepos && !config.noAuth,
+    guard,
+    log,
+  });
+  const handler = createDispatcher({ restic, borgstore, log });
   return {
     handler,
     async reload() {

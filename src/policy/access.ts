@@ -19,11 +19,14 @@ export interface FlagPolicyOptions {
   privateRepos: boolean;
   /** --private-repos applies only when requests are authenticated. */
   authEnabled: boolean;
+  /** The map --append-only stands for (default: restic's; borg stores use borg's no-delete). */
+  appendOnlyMap?: PermissionMap;
 }
 
 /** rest-server's flags: append-only for everyone, private repositories per user. */
 export function flagPolicy(options: FlagPolicyOptions): AccessPolicy {
-  const access: RepoAccess = { permissions: options.appendOnly ? RESTIC_APPEND_ONLY : null };
+  const appendOnlyMap = options.appendOnlyMap ?? RESTIC_APPEND_ONLY;
+  const access: RepoAccess = { permissions: options.appendOnly ? appendOnlyMap : null };
   return {
     resolve(user, repo) {
       if (options.privateRepos && options.authEnabled && (repo.length === 0 || repo[0] !== user)) {

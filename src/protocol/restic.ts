@@ -51,6 +51,8 @@ export interface ResticOptions {
   verifyUpload: boolean;
   quota: QuotaTracker | null;
   metrics: ResticMetrics | null;
+  /** Refuses repositories that belong to another protocol (throws Conflict). */
+  guard?: (repoKey: string) => Promise<void>;
   log: Logger;
 }
 
@@ -106,6 +108,7 @@ export function createResticHandler(
       permissions: access.permissions,
     };
     try {
+      await options.guard?.(repoKey);
       switch (route.kind) {
         case "repo":
           return await createRepository(call, url);

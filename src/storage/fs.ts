@@ -6,7 +6,7 @@
 import { StowageError, toStowageError } from "../errors.ts";
 import { assertSafeKey, isTempName, TEMP_MARKER } from "./keys.ts";
 import type { BeginOptions, ByteRange, Entry, Provider, Stat, Upload } from "./provider.ts";
-import { baseName, parentKey } from "./provider.ts";
+import { baseName, compareNames, parentKey } from "./provider.ts";
 
 export interface FsProviderOptions {
   /** Directory mode for new directories (default 0o700). */
@@ -26,7 +26,8 @@ let tempCounter = 0;
 function tempName(final: string): string {
   const random = crypto.getRandomValues(new Uint32Array(2));
   tempCounter = (tempCounter + 1) >>> 0;
-  return `.${baseName(final)}.${random[0].toString(36)}${random[1].toString(36)}${
+  const prefix = [...baseName(final)].slice(0, 32).join("");
+  return `.${prefix}.${random[0].toString(36)}${random[1].toString(36)}${
     tempCounter.toString(36)
   }${TEMP_MARKER}`;
 }
@@ -167,7 +168,7 @@ export class FsProvider implements Provider {
     } catch (error) {
       throw toStowageError(error);
     }
-    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    names.sort(compareNames);
     const realRoot = (await this.#realRootPath())!;
     for (let start = 0; start < names.length; start += STAT_BATCH) {
       const batch: Entry[] = [];
@@ -208,7 +209,14 @@ export class FsProvider implements Provider {
     }
     const offset = range?.offset ?? 0;
     let remaining = range ? range.length : Infinity;
-    if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+    if (offset > 0) {
+      try {
+        await file.seek(offset, Deno.SeekMode.Start);
+      } catch (error) {
+        file.close();
+        throw toStowageError(error);
+      }
+    }
     let closed = false;
     const close = () => {
       if (!closed) {
@@ -244,7 +252,21 @@ export class FsProvider implements Provider {
     }, { highWaterMark: 0 });
   }
 
+  /** Creates a directory and its parents, after checking the deepest existing ancestor. */
   async #mkdirs(dirPath: string): Promise<void> {
+    if (await this.#realRootPath() !== null) {
+      let existing = dirPath;
+      while (existing.length > this.root.length) {
+        try {
+          await Deno.lstat(existing);
+          break;
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw toStowageError(error);
+          existing = existing.slice(0, existing.lastIndexOf("/"));
+        }
+      }
+      await this.#checkDir(existing.length > this.root.length ? existing : this.root);
+    }
     try {
       await Deno.mkdir(dirPath, { recursive: true, mode: this.#dirMode });
     } catch (error) {
@@ -257,6 +279,14 @@ export class FsProvider implements Provider {
     if (key === "") throw new StowageError("BadRequest", "empty name");
     const dir = this.path(parentKey(key));
     const createParents = options.createParents ?? true;
+    try {
+      await this.#checkDir(dir);
+    } catch (error) {
+      const e = toStowageError(error);
+      if (e.kind !== "NotFound" || !createParents) throw e;
+      await this.#mkdirs(dir);
+      await this.#checkDir(dir);
+    }
     let file: Deno.FsFile | null = null;
     let temp = "";
     for (let attempt = 0; attempt < 10 && file === null; attempt++) {
@@ -273,13 +303,6 @@ export class FsProvider implements Provider {
       }
     }
     if (file === null) throw new StowageError("Internal", "could not create a temp file");
-    try {
-      await this.#checkDir(dir);
-    } catch (error) {
-      file.close();
-      await Deno.remove(temp).catch(() => {});
-      throw error;
-    }
     return new FsUpload(this, file, temp, path, dir, this.#bufferSize);
   }
 
@@ -409,10 +432,12 @@ export class FsProvider implements Provider {
   async removeTree(dir: string): Promise<void> {
     const path = this.path(dir);
     try {
+      if (dir !== "") await this.#existingParent(dir);
       await Deno.remove(path, { recursive: true });
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return;
-      throw toStowageError(error);
+      const e = toStowageError(error);
+      if (e.kind === "NotFound" || e.kind === "NotDirectory") return;
+      throw e;
     } finally {
       this.#verifiedDirs.clear();
       if (dir === "") this.#realRoot = null;
@@ -442,6 +467,7 @@ class FsUpload implements Upload {
     this.writable = new WritableStream<Uint8Array>({
       write: (chunk) => this.#write(chunk),
       close: () => this.#flush(),
+      abort: () => this.abort(),
     });
   }
 

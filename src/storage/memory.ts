@@ -2,10 +2,11 @@
 // fast unit tests. Objects live in a map; directories are explicit entries; uploads are
 // invisible until commit.
 
+// deno-lint-ignore-file require-await
 import { StowageError } from "../errors.ts";
 import { assertSafeKey } from "./keys.ts";
 import type { BeginOptions, ByteRange, Entry, Provider, Stat, Upload } from "./provider.ts";
-import { baseName, parentKey } from "./provider.ts";
+import { baseName, compareNames, parentKey } from "./provider.ts";
 
 interface MemoryObject {
   data: Uint8Array;
@@ -50,7 +51,7 @@ export class MemoryProvider implements Provider {
     }
   }
 
-  stat(key: string): Promise<Stat | null> {
+  async stat(key: string): Promise<Stat | null> {
     assertSafeKey(key);
     if (this.#isDir(key)) {
       return Promise.resolve({ size: 4096, isDirectory: true, atimeMs: 0, mtimeMs: 0 });
@@ -90,11 +91,11 @@ export class MemoryProvider implements Provider {
         });
       }
     }
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    entries.sort((a, b) => compareNames(a.name, b.name));
     yield* entries;
   }
 
-  read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
+  async read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
     assertSafeKey(key);
     if (this.#isDir(key)) throw new StowageError("IsDirectory", "is a directory");
     const object = this.#objects.get(key);
@@ -115,7 +116,7 @@ export class MemoryProvider implements Provider {
     );
   }
 
-  begin(key: string, options: BeginOptions = {}): Promise<Upload> {
+  async begin(key: string, options: BeginOptions = {}): Promise<Upload> {
     assertSafeKey(key);
     if (key === "") throw new StowageError("BadRequest", "empty name");
     const dir = parentKey(key);
@@ -134,7 +135,7 @@ export class MemoryProvider implements Provider {
         },
       }),
       written: () => written,
-      commit: (opts) => {
+      commit: async (opts) => {
         if (done) throw new StowageError("Internal", "upload already finished");
         done = true;
         if (this.#isDir(key)) throw new StowageError("IsDirectory", "is a directory");
@@ -152,7 +153,7 @@ export class MemoryProvider implements Provider {
         this.#objects.set(key, { data, mtimeMs: now, atimeMs: now });
         return Promise.resolve();
       },
-      abort: () => {
+      abort: async () => {
         done = true;
         chunks.length = 0;
         return Promise.resolve();
@@ -161,7 +162,7 @@ export class MemoryProvider implements Provider {
     return Promise.resolve(upload);
   }
 
-  delete(key: string): Promise<number | null> {
+  async delete(key: string): Promise<number | null> {
     assertSafeKey(key);
     if (this.#isDir(key)) throw new StowageError("IsDirectory", "is a directory");
     const object = this.#objects.get(key);
@@ -170,7 +171,7 @@ export class MemoryProvider implements Provider {
     return Promise.resolve(object.data.byteLength);
   }
 
-  move(from: string, to: string, options: { replace: boolean }): Promise<void> {
+  async move(from: string, to: string, options: { replace: boolean }): Promise<void> {
     assertSafeKey(from);
     assertSafeKey(to);
     this.#mkdirs(parentKey(to));
@@ -186,14 +187,14 @@ export class MemoryProvider implements Provider {
     return Promise.resolve();
   }
 
-  mkdir(dir: string): Promise<void> {
+  async mkdir(dir: string): Promise<void> {
     assertSafeKey(dir);
     if (this.#objects.has(dir)) throw new StowageError("NotDirectory", "not a directory");
     this.#mkdirs(dir);
     return Promise.resolve();
   }
 
-  rmdir(dir: string): Promise<void> {
+  async rmdir(dir: string): Promise<void> {
     assertSafeKey(dir);
     if (this.#objects.has(dir)) throw new StowageError("NotDirectory", "not a directory");
     if (!this.#isDir(dir)) throw new StowageError("NotFound", "not found");
@@ -208,7 +209,7 @@ export class MemoryProvider implements Provider {
     return Promise.resolve();
   }
 
-  removeTree(dir: string): Promise<void> {
+  async removeTree(dir: string): Promise<void> {
     assertSafeKey(dir);
     const prefix = dir === "" ? "" : `${dir}/`;
     for (const key of [...this.#objects.keys()]) {

@@ -62,6 +62,24 @@ export interface Provider {
   removeTree(dir: string): Promise<void>;
 }
 
+/** Orders names by Unicode code point, which is UTF-8 byte order (as S3 and borgstore list). */
+export function compareNames(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
+}
+
+/** UTF-16 units re-ranked so surrogates (code points above U+FFFF) sort after U+E000–U+FFFF. */
+function codePointRank(unit: number): number {
+  if (unit >= 0xd800 && unit <= 0xdfff) return unit + 0x2000;
+  if (unit >= 0xe000) return unit - 0x800;
+  return unit;
+}
+
 /** Joins validated key segments. */
 export function joinKey(...parts: string[]): string {
   return parts.filter((p) => p !== "").join("/");

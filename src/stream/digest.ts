@@ -23,7 +23,7 @@ export function digestingStream(algorithm = "sha256"): DigestingStream {
       controller.enqueue(chunk);
     },
     flush() {
-      digest = hash.digest("hex");
+      if (digest === null) digest = hash.digest("hex");
     },
   });
   return {
