@@ -9,7 +9,8 @@ import { listenFds, serveOnFd } from "./src/transport/fd.ts";
 import { serveStdioHttp1 } from "./src/transport/stdio_h1.ts";
 import { stderrLogger } from "./src/log.ts";
 import { buildServer, StartupError } from "./src/server.ts";
-import { startListener } from "./src/transport/listen.ts";
+import { type RunningServer, startListener } from "./src/transport/listen.ts";
+import { startTlsListener, type TlsServer } from "./src/transport/tls.ts";
 import { VERSION } from "./src/version.ts";
 
 const SERVE_USAGE = "stowage [serve] --path DIR [flags]";
@@ -37,22 +38,33 @@ async function serve(argv: string[]): Promise<void> {
     log.info("WARNING: listener can read, write and delete backups. For trying out only.");
   }
   const built = await buildServer(config, log);
-  const tls = config.tls
-    ? {
-      cert: await Deno.readTextFile(config.tlsCert),
-      key: await Deno.readTextFile(config.tlsKey),
+  let tlsServer: TlsServer | null = null;
+  let server: RunningServer;
+  try {
+    if (config.tls) {
+      tlsServer = await startTlsListener(built.handler, {
+        address: config.listen,
+        certFile: config.tlsCert,
+        keyFile: config.tlsKey,
+        minVersion: config.tlsMinVersion,
+        log: (line) => log.error(line),
+      });
+      server = tlsServer;
+    } else {
+      server = await startListener(built.handler, {
+        address: config.listen,
+        unixSocketMode: config.unixSocketMode,
+      });
     }
-    : undefined;
-  const server = await startListener(built.handler, {
-    address: config.listen,
-    unixSocketMode: config.unixSocketMode,
-    tls,
-  }).catch((error) => fail(`unable to listen: ${(error as Error).message}`, 1));
+  } catch (error) {
+    fail(`unable to listen: ${(error as Error).message}`, 1);
+  }
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     await server.shutdown(30_000);
+    await built.close();
     log.info("shutdown cleanly");
     Deno.exit(0);
   };
@@ -60,6 +72,10 @@ async function serve(argv: string[]): Promise<void> {
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGHUP", () => {
     built.reload().catch((error) => log.error(`reload failed: ${(error as Error).message}`));
+    tlsServer?.reloadCertificates().then(
+      () => log.info("Reloaded TLS certificate"),
+      (error) => log.error(`Could not reload TLS certificate: ${(error as Error).message}`),
+    );
   });
   log.info(`start server on ${server.address}`);
   if (config.tls) log.info(`TLS enabled, private key ${config.tlsKey}, pubkey ${config.tlsCert}`);

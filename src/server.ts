@@ -6,6 +6,8 @@ import { type Authenticator, htpasswdAuth, noAuth, proxyAuth } from "./http/auth
 import { createBorgRouter, ProtocolGuard } from "./http/borg_router.ts";
 import { createDispatcher } from "./http/dispatch.ts";
 import { HtpasswdFile } from "./http/htpasswd.ts";
+import { type AccessLog, openAccessLog } from "./http/access_log.ts";
+import { metricsHandler, MetricsRegistry } from "./http/metrics.ts";
 import type { Handler } from "./http/types.ts";
 import type { Logger } from "./log.ts";
 import { flagPolicy } from "./policy/access.ts";
@@ -22,6 +24,8 @@ export interface BuiltServer {
   handler: Handler;
   /** Reloads what can be reloaded (htpasswd users). */
   reload(): Promise<void>;
+  /** Flushes and closes the access log. */
+  close(): Promise<void>;
 }
 
 async function buildAuthenticator(
@@ -90,6 +94,15 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     return found;
   };
   const authenticate = (request: Request) => authenticator.authenticate(request);
+  const registry = config.prometheus ? new MetricsRegistry({ quota }) : null;
+  let accessLog: AccessLog | null = null;
+  if (config.log !== null) {
+    try {
+      accessLog = await openAccessLog(config.log, config.logFormat);
+    } catch (error) {
+      throw new StartupError(`cannot open log ${config.log}: ${(error as Error).message}`);
+    }
+  }
   const restic = createResticHandler({
     provider,
     authenticate,
@@ -101,7 +114,7 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     }),
     verifyUpload: config.verifyUpload,
     quota,
-    metrics: null,
+    metrics: registry,
     log,
   });
   const borgstore = createBorgRouter({
@@ -118,11 +131,26 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     guard,
     log,
   });
-  const handler = createDispatcher({ restic, borgstore, log });
+  const metrics = registry === null ? undefined : metricsHandler(registry, {
+    authenticate,
+    noAuth: config.prometheusNoAuth,
+    privateRepos: config.privateRepos,
+    authEnabled: !config.noAuth,
+  });
+  const handler = createDispatcher({
+    restic,
+    borgstore,
+    metrics,
+    accessLog: accessLog ? (record) => accessLog.write(record) : undefined,
+    log,
+  });
   return {
     handler,
     async reload() {
       if (htpasswd) await htpasswd.reload();
+    },
+    async close() {
+      await accessLog?.close();
     },
   };
 }
