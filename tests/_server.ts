@@ -203,7 +203,7 @@ export function sha256Hex(data: Uint8Array | string): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
-export function randomBytes(size: number): Uint8Array {
+export function randomBytes(size: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(size);
   for (let at = 0; at < size; at += 65536) {
     crypto.getRandomValues(out.subarray(at, Math.min(size, at + 65536)));
