@@ -195,7 +195,7 @@ async function writeNodeResponse(
       res.setHeader("content-length", "0");
     }
     await body?.cancel().catch(() => {});
-    await new Promise<void>((resolve) => res.end(resolve));
+    res.end();
     return;
   }
   await pipeWebBodyToNode(body, res);

@@ -180,8 +180,7 @@ export class InputBuffer {
       this.#pending = lf >= 0 ? pending.subarray(lf + 1) : EMPTY;
       if (prefix === null) {
         if (total + piece.length > limit + 1) {
-          const first = parts.length > 0 ? parts[0] : piece;
-          prefix = latin1(first.subarray(0, 64));
+          prefix = latin1(concat([...parts, piece], total + piece.length).subarray(0, 64));
           parts.length = 0;
         } else {
           parts.push(piece);

@@ -123,14 +123,12 @@ export async function startTlsListener(
 
   let closing = false;
   let inFlight = 0;
-  let idleWaiter: (() => void) | null = null;
   const sessions = new Set<http2.ServerHttp2Session>();
   /** HTTP/1.1 connections and the number of requests each is serving. */
   const h1Sockets = new Map<Socket, number>();
-
-  const settleIfIdle = () => {
-    if (inFlight === 0 && idleWaiter) idleWaiter();
-  };
+  /** Wakes a pending shutdown whenever a request, session or connection ends. */
+  let wake: (() => void) | null = null;
+  const changed = () => wake?.();
 
   server.on("secureConnection", (socket: Socket) => {
     socket.on("error", () => {});
@@ -140,7 +138,10 @@ export async function startTlsListener(
       return;
     }
     h1Sockets.set(socket, 0);
-    socket.once("close", () => h1Sockets.delete(socket));
+    socket.once("close", () => {
+      h1Sockets.delete(socket);
+      changed();
+    });
   });
   server.on("session", (session: http2.ServerHttp2Session) => {
     session.on("error", () => {});
@@ -149,7 +150,10 @@ export async function startTlsListener(
       return;
     }
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    session.once("close", () => {
+      sessions.delete(session);
+      changed();
+    });
   });
   server.on("stream", (stream: http2.ServerHttp2Stream) => stream.on("error", () => {}));
   server.on("sessionError", () => {});
@@ -163,10 +167,10 @@ export async function startTlsListener(
     res.on("error", () => {});
     let bridged: BridgedBody | null = null;
     const controller = new AbortController();
-    let finished = false;
-    res.once("finish", () => finished = true);
+    // Closed before the response was ended: the client went away (HTTP/2 also emits "finish"
+    // on a reset stream, so writableEnded is the reliable sign).
     res.once("close", () => {
-      if (!finished) controller.abort(new Error("client went away"));
+      if (!res.writableEnded) controller.abort(new Error("client went away"));
     });
 
     let request: Request;
@@ -247,7 +251,7 @@ export async function startTlsListener(
         h1Sockets.set(socket, left);
         if (closing && left === 0) socket.end();
       }
-      settleIfIdle();
+      changed();
     });
   });
 
@@ -272,26 +276,30 @@ export async function startTlsListener(
   const finished = new Promise<void>((resolve) => resolveFinished = resolve);
   let shutdownPromise: Promise<void> | null = null;
 
-  const destroyAll = () => {
-    for (const session of sessions) session.destroy();
-    for (const socket of h1Sockets.keys()) socket.destroy();
-  };
-
+  /**
+   * Stops accepting, lets HTTP/2 sessions finish their streams (GOAWAY) and HTTP/1.1 connections
+   * their current request, then waits until every connection has closed by itself (so that the
+   * last responses are flushed) or the grace period ends, and destroys what is left.
+   */
   async function shutdown(graceMs: number): Promise<void> {
     closing = true;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const deadline = Date.now() + graceMs;
+    server.close();
     for (const session of sessions) session.close();
     for (const [socket, active] of h1Sockets) if (active === 0) socket.end();
-    if (inFlight > 0) {
+    while (inFlight > 0 || sessions.size > 0 || h1Sockets.size > 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
       let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
-        idleWaiter = resolve;
-        timer = setTimeout(resolve, graceMs);
+        wake = resolve;
+        timer = setTimeout(resolve, left);
       });
       clearTimeout(timer);
-      idleWaiter = null;
+      wake = null;
     }
-    destroyAll();
+    for (const session of sessions) session.destroy();
+    for (const socket of h1Sockets.keys()) socket.destroy();
     resolveFinished();
   }
 

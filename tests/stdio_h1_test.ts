@@ -1,0 +1,328 @@
+// HTTP/1.1 over stdin/stdout (src/transport/stdio_h1.ts): framing, resynchronisation after
+// refusals, body errors, spooling of length-less responses, exit status, and a 1 GiB upload in
+// constant memory. Most cases run the fixture as a child process with piped stdio.
+
+import { createHash } from "node:crypto";
+import { assert, assertEquals, assertMatch } from "./_assert.ts";
+import { serveStdioHttp1 } from "../src/transport/stdio_h1.ts";
+import { echoHandler, patternBytes } from "./fixtures/echo_handler.ts";
+
+const FIXTURE = new URL("./fixtures/stdio_h1_echo.ts", import.meta.url).pathname;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const enc = (text: string) => encoder.encode(text);
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+interface Parsed {
+  status: number;
+  reason: string;
+  headers: Map<string, string>;
+  body: Uint8Array;
+}
+
+function indexOfCrlfCrlf(bytes: Uint8Array, from: number): number {
+  for (let i = from; i + 3 < bytes.length; i++) {
+    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+/**
+ * Parses consecutive responses the way borgstore's stdio client does: status line, headers,
+ * then exactly Content-Length bytes unless the request was HEAD. `heads` says, per response,
+ * whether its request was HEAD. Interim 1xx responses are returned too (they carry no body).
+ * Returns the responses and how many bytes they used.
+ */
+function parseResponses(bytes: Uint8Array, heads: boolean[]): { list: Parsed[]; used: number } {
+  const list: Parsed[] = [];
+  let offset = 0;
+  let index = 0;
+  while (offset < bytes.length) {
+    const end = indexOfCrlfCrlf(bytes, offset);
+    if (end < 0) break;
+    const lines = decoder.decode(bytes.subarray(offset, end)).split("\r\n");
+    const match = /^HTTP\/1\.1 (\d{3}) (.*)$/.exec(lines[0]);
+    if (!match) throw new Error(`bad status line: ${JSON.stringify(lines[0])}`);
+    const headers = new Map<string, string>();
+    for (const line of lines.slice(1)) {
+      const colon = line.indexOf(":");
+      headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
+    }
+    const status = Number(match[1]);
+    let length = 0;
+    if (status >= 200) {
+      length = heads[index++] ? 0 : Number(headers.get("content-length") ?? "0");
+    }
+    if (end + 4 + length > bytes.length) break;
+    list.push({
+      status,
+      reason: match[2],
+      headers,
+      body: bytes.slice(end + 4, end + 4 + length),
+    });
+    offset = end + 4 + length;
+  }
+  return { list, used: offset };
+}
+
+interface RunResult {
+  stdout: Uint8Array;
+  stderr: string;
+  code: number;
+}
+
+/** Runs the fixture, writes all of `input` (then closes stdin), collects everything. */
+async function run(input: Uint8Array[], env: Record<string, string> = {}): Promise<RunResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", FIXTURE],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env,
+  }).spawn();
+  const output = child.output();
+  const writer = child.stdin.getWriter();
+  try {
+    for (const part of input) await writer.write(part);
+    await writer.close();
+  } catch {
+    // the child may stop reading early (that is part of some tests)
+  }
+  const result = await output;
+  return { stdout: result.stdout, stderr: decoder.decode(result.stderr), code: result.code };
+}
+
+const json = (p: Parsed) => JSON.parse(decoder.decode(p.body));
+
+Deno.test("stdio h1: pipelined requests, HEAD framing, no Host, chunked body, exit 0", async () => {
+  const hello = enc("hello");
+  const input = [
+    enc("GET /info HTTP/1.1\r\nAccept: x\r\nConnection: keep-alive\r\n\r\n"),
+    enc("POST /hash HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"),
+    enc("HEAD /anything HTTP/1.1\r\n\r\n"),
+    enc("POST /hash HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    enc("3\r\nhel\r\n2;ext=1\r\nlo\r\n0\r\nX-Trailer: t\r\n\r\n"),
+    enc("GET /stream?bytes=70000 HTTP/1.1\r\n\r\n"),
+    enc("GET /fixed?bytes=1000 HTTP/1.1\r\n\r\n"),
+    enc("POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"),
+    enc("DELETE /missing HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+    enc("GET /throw HTTP/1.1\r\n\r\n"),
+    enc("GET http://elsewhere.example/info?q=1 HTTP/1.1\r\n\r\n"),
+  ];
+  // everything in one write: the server must find the request boundaries itself
+  const all = new Uint8Array(input.reduce((n, p) => n + p.length, 0));
+  input.reduce((offset, p) => (all.set(p, offset), offset + p.length), 0);
+  const result = await run([all]);
+  assertEquals(result.code, 0, result.stderr);
+  const heads = [false, false, true, false, false, false, false, false, false, false];
+  const { list, used } = parseResponses(result.stdout, heads);
+  assertEquals(used, result.stdout.length, "stdout holds nothing but the responses");
+  assertEquals(list.map((r) => r.status), [200, 200, 200, 200, 200, 200, 200, 404, 500, 200]);
+  for (const r of list) assert(r.headers.has("content-length"), "every response has a length");
+  assert(list.every((r) => !r.headers.has("transfer-encoding")));
+
+  const info = json(list[0]);
+  assertEquals(info.url, "http://stdio/info");
+  assertEquals(info.host, null);
+  assertEquals(info.transport, "stdio");
+  assertEquals(json(list[1]), { bytes: 5, sha256: sha256(hello) });
+  assertEquals(list[2].headers.get("content-length"), "12345");
+  assertEquals(list[2].headers.get("x-head"), "yes");
+  assertEquals(json(list[3]), { bytes: 5, sha256: sha256(hello) });
+  assertEquals(list[4].headers.get("content-length"), "70000");
+  assertEquals(list[4].body, patternBytes(0, 70000));
+  assertEquals(list[5].body, patternBytes(0, 1000));
+  assertEquals(decoder.decode(list[6].body), "xyz");
+  assertEquals(json(list[9]).url, "http://stdio/info?q=1");
+  assertMatch(result.stderr, /stdio-h1 done/);
+});
+
+Deno.test("stdio h1: a rejected request with an unread body does not desync the stream", async () => {
+  // the unread body looks like requests: if the server did not skip it, it would answer them
+  const bait = enc("GET /info HTTP/1.1\r\n\r\n".repeat(50_000));
+  const payload = patternBytes(5, 300_000);
+  const result = await run([
+    enc(`POST /reject HTTP/1.1\r\nContent-Length: ${bait.length}\r\n\r\n`),
+    bait,
+    enc("POST /reject HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n"),
+    enc(`GET /info HTTP/1.1\r\nContent-Length: ${bait.length}\r\n\r\n`),
+    bait,
+    enc(`POST /hash HTTP/1.1\r\nContent-Length: ${payload.length}\r\n\r\n`),
+    payload,
+  ]);
+  assertEquals(result.code, 0, result.stderr);
+  const { list, used } = parseResponses(result.stdout, [false, false, false, false]);
+  assertEquals(used, result.stdout.length);
+  assertEquals(list.map((r) => r.status), [403, 403, 200, 200]);
+  assertEquals(decoder.decode(list[0].body), "rejected");
+  assertEquals(json(list[3]), { bytes: payload.length, sha256: sha256(payload) });
+});
+
+Deno.test("stdio h1: EOF inside a body errors the body stream, then the server exits 0", async () => {
+  const result = await run([
+    enc("GET /info HTTP/1.1\r\n\r\n"),
+    enc("POST /hash HTTP/1.1\r\nContent-Length: 1000\r\n\r\n0123456789"),
+  ]);
+  assertEquals(result.code, 0, result.stderr);
+  assertMatch(result.stderr, /body error: unexpected end of input/);
+  const { list, used } = parseResponses(result.stdout, [false, false]);
+  assertEquals(used, result.stdout.length);
+  assertEquals(list.map((r) => r.status), [200, 400]);
+});
+
+Deno.test("stdio h1: EOF inside a chunked body and inside a head", async () => {
+  const chunked = await run([
+    enc("POST /hash HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc"),
+  ]);
+  assertEquals(chunked.code, 0);
+  assertMatch(chunked.stderr, /body error/);
+  const head = await run([enc("GET /info HTTP/1.1\r\nAccept: x\r\n")]);
+  assertEquals(head.code, 0);
+  assertEquals(head.stdout.length, 0);
+});
+
+Deno.test("stdio h1: limits answer 414/431 and resynchronise; garbage stops the server", async () => {
+  const longTarget = "/" + "a".repeat(70 * 1024);
+  const manyHeaders = Array.from({ length: 101 }, (_, i) => `X-H${i}: v\r\n`).join("");
+  const result = await run([
+    enc(`GET ${longTarget} HTTP/1.1\r\n\r\n`),
+    enc("GET /info HTTP/1.1\r\n\r\n"),
+    enc(`GET /info HTTP/1.1\r\nX-Long: ${"b".repeat(70 * 1024)}\r\n\r\n`),
+    enc(`POST /hash HTTP/1.1\r\n${manyHeaders}Content-Length: 5\r\n\r\nhello`),
+    enc("POST /hash HTTP/1.1\r\n folded: x\r\nContent-Length: 5\r\n\r\nhello"),
+    enc("GET /info HTTP/1.1\r\n\r\n"),
+    enc("this is not http\r\n\r\n"),
+    enc("GET /info HTTP/1.1\r\n\r\n"),
+  ]);
+  assertEquals(result.code, 0, result.stderr);
+  const { list, used } = parseResponses(result.stdout, [false, false, false, false, false, false]);
+  assertEquals(used, result.stdout.length);
+  assertEquals(list.map((r) => r.status), [414, 200, 431, 431, 400, 200, 400]);
+  assertMatch(result.stderr, /malformed request line; stopping/);
+});
+
+Deno.test("stdio h1: conflicting framing is answered and stops the server", async () => {
+  const result = await run([
+    enc("POST /hash HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nhello"),
+    enc("GET /info HTTP/1.1\r\n\r\n"),
+  ]);
+  assertEquals(result.code, 0);
+  const { list } = parseResponses(result.stdout, [false]);
+  assertEquals(list.map((r) => r.status), [400]);
+});
+
+Deno.test("stdio h1: Expect 100-continue, Connection: close ignored", async () => {
+  const result = await run([
+    enc("POST /hash HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello"),
+    enc("GET /info HTTP/1.1\r\nConnection: close\r\n\r\n"),
+    enc("GET /info HTTP/1.0\r\n\r\n"),
+  ]);
+  assertEquals(result.code, 0);
+  const { list, used } = parseResponses(result.stdout, [false, false, false]);
+  assertEquals(used, result.stdout.length);
+  assertEquals(list.map((r) => r.status), [100, 200, 200, 200]);
+  assertEquals(decoder.decode(result.stdout.subarray(0, 25)), "HTTP/1.1 100 Continue\r\n\r\n");
+});
+
+Deno.test("stdio h1: length-less responses are measured in memory or spooled to a temp file", async () => {
+  const result = await run([
+    enc("GET /stream?bytes=1000000 HTTP/1.1\r\n\r\n"),
+    enc("GET /stream?bytes=1000 HTTP/1.1\r\n\r\n"),
+    enc("GET /stream?bytes=0 HTTP/1.1\r\n\r\n"),
+    enc("HEAD /x HTTP/1.1\r\n\r\n"),
+  ], { STOWAGE_TEST_BUFFER: "65536" });
+  assertEquals(result.code, 0, result.stderr);
+  const { list, used } = parseResponses(result.stdout, [false, false, false, true]);
+  assertEquals(used, result.stdout.length);
+  assertEquals(list[0].headers.get("content-length"), "1000000");
+  assertEquals(sha256(list[0].body), sha256(patternBytes(0, 1_000_000)));
+  assertEquals(list[1].body, patternBytes(0, 1000));
+  assertEquals(list[2].headers.get("content-length"), "0");
+});
+
+Deno.test("stdio h1: in-process, Deno.Reader input and a handler that ignores bodies", async () => {
+  const text = "POST /reject HTTP/1.1\r\nContent-Length: 4\r\n\r\nbodyGET /info HTTP/1.1\r\n\r\n";
+  const bytes = enc(text);
+  let offset = 0;
+  // a reader that hands out at most 7 bytes at a time, to split every token
+  const input = {
+    read(p: Uint8Array): Promise<number | null> {
+      if (offset >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(7, p.length, bytes.length - offset);
+      p.set(bytes.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+  };
+  const chunks: Uint8Array[] = [];
+  const output = new WritableStream<Uint8Array>({ write: (c) => void chunks.push(c) });
+  const logs: string[] = [];
+  await serveStdioHttp1(echoHandler((line) => logs.push(line)), {
+    input,
+    output,
+    log: (line) => logs.push(line),
+  });
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  chunks.reduce((o, c) => (all.set(c, o), o + c.length), 0);
+  const { list, used } = parseResponses(all, [false, false]);
+  assertEquals(used, all.length);
+  assertEquals(list.map((r) => r.status), [403, 200]);
+  assertEquals(logs, ["req POST /reject", "req GET /info"]);
+});
+
+Deno.test({
+  name: "stdio h1: a 1 GiB upload streams through in constant memory",
+  fn: async () => {
+    const GiB = 1024 * 1024 * 1024;
+    const block = patternBytes(11, 1024 * 1024);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", FIXTURE],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    const reader = child.stdout.getReader();
+    const received: Uint8Array[] = [];
+    const response = (async () => {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error("stdout ended before the response");
+        received.push(value);
+        const all = new Uint8Array(received.reduce((n, c) => n + c.length, 0));
+        received.reduce((o, c) => (all.set(c, o), o + c.length), 0);
+        const { list } = parseResponses(all, [false]);
+        if (list.length === 1) return list[0];
+      }
+    })();
+
+    const started = performance.now();
+    const expected = createHash("sha256");
+    const writer = child.stdin.getWriter();
+    await writer.write(enc(`POST /hash HTTP/1.1\r\nContent-Length: ${GiB}\r\n\r\n`));
+    for (let i = 0; i < 1024; i++) {
+      await writer.write(block);
+      expected.update(block);
+    }
+    const parsed = await response;
+    const seconds = (performance.now() - started) / 1000;
+    const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
+    const hwmKiB = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]);
+    await writer.close();
+    reader.releaseLock();
+    await child.stdout.cancel();
+    const exit = await child.status;
+    await stderr;
+
+    assertEquals(parsed.status, 200);
+    assertEquals(json(parsed), { bytes: GiB, sha256: expected.digest("hex") });
+    assert(hwmKiB > 0, "VmHWM readable");
+    assert(hwmKiB < 200 * 1024, `child peak RSS ${Math.round(hwmKiB / 1024)} MiB (limit 200)`);
+    assertEquals(exit.code, 0);
+    console.log(
+      `1 GiB in ${seconds.toFixed(1)} s, child peak RSS ${Math.round(hwmKiB / 1024)} MiB`,
+    );
+  },
+});
