@@ -5,8 +5,15 @@ import { renderHelp, UsageError } from "./src/cli/flags.ts";
 import { BORGSTORE_FLAGS, parseBorgstoreArgs } from "./src/cli/borgstore_config.ts";
 import { parseServeArgs, SERVE_FLAGS } from "./src/cli/serve_config.ts";
 import { buildBorgstoreServer } from "./src/borgstore_server.ts";
-import { listenFds, serveOnFd } from "./src/transport/fd.ts";
+import { listenFds, serveActivated, serveOnFd } from "./src/transport/fd.ts";
 import { serveStdioHttp1 } from "./src/transport/stdio_h1.ts";
+import {
+  RefusedCommand,
+  RESTIC_STDIO_FLAGS,
+  runResticStdio,
+  runSshEntry,
+  SSH_FLAGS,
+} from "./src/stdio_servers.ts";
 import { stderrLogger } from "./src/log.ts";
 import { buildServer, StartupError } from "./src/server.ts";
 import { type RunningServer, startListener } from "./src/transport/listen.ts";
@@ -40,8 +47,12 @@ async function serve(argv: string[]): Promise<void> {
   const built = await buildServer(config, log);
   let tlsServer: TlsServer | null = null;
   let server: RunningServer;
+  const inherited = listenFds();
   try {
-    if (config.tls) {
+    if (inherited.length > 0) {
+      if (config.tls) throw new Error("--tls cannot be combined with systemd socket activation");
+      server = await serveActivated(built.handler, inherited, { log: (line) => log.error(line) });
+    } else if (config.tls) {
       tlsServer = await startTlsListener(built.handler, {
         address: config.listen,
         certFile: config.tlsCert,
@@ -77,7 +88,8 @@ async function serve(argv: string[]): Promise<void> {
       (error) => log.error(`Could not reload TLS certificate: ${(error as Error).message}`),
     );
   });
-  log.info(`start server on ${server.address}`);
+  if (inherited.length > 0) log.info(`systemd socket activation mode (${server.address})`);
+  else log.info(`start server on ${server.address}`);
   if (config.tls) log.info(`TLS enabled, private key ${config.tlsKey}, pubkey ${config.tlsCert}`);
   await server.finished;
 }
@@ -153,6 +165,66 @@ async function borgstoreServer(argv: string[]): Promise<void> {
   Deno.exit(0);
 }
 
+async function resticStdio(argv: string[]): Promise<void> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(renderHelp(
+      "stowage serve restic --stdio [flags] <path>",
+      "Serves one restic repository over HTTP/2 on stdin/stdout, for restic's rclone: backend\n" +
+        "(restic -o rclone.program=stowage -r rclone:<path> …).",
+      RESTIC_STDIO_FLAGS,
+    ));
+    return;
+  }
+  const log = stderrLogger({ debug: argv.includes("-v") || argv.includes("--verbose") });
+  await runResticStdio(argv, log);
+  Deno.exit(0);
+}
+
+async function sshEntry(argv: string[]): Promise<void> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(renderHelp(
+      'command="stowage ssh --root DIR [flags]",restrict ssh-ed25519 AAAA…',
+      "ssh forced command: serves the borg/borgstore or restic command the client asked for\n" +
+        "(SSH_ORIGINAL_COMMAND), for repositories below the --root directories only.",
+      SSH_FLAGS,
+    ));
+    return;
+  }
+  const log = stderrLogger({ debug: argv.includes("--debug") });
+  try {
+    await runSshEntry(argv, log);
+  } catch (error) {
+    if (error instanceof RefusedCommand) fail(`stowage ssh: refused: ${error.message}`, 1);
+    throw error;
+  }
+  Deno.exit(0);
+}
+
+const TOPICS: Record<string, () => string> = {
+  serve: () => renderHelp(SERVE_USAGE, SERVE_SUMMARY, SERVE_FLAGS),
+  "borgstore-server-rest": () => renderHelp(BORGSTORE_USAGE, BORGSTORE_SUMMARY, BORGSTORE_FLAGS),
+  "serve-restic": () =>
+    renderHelp("stowage serve restic --stdio [flags] <path>", "", RESTIC_STDIO_FLAGS),
+  ssh: () => renderHelp("stowage ssh --root DIR [flags]", "", SSH_FLAGS),
+};
+
+function help(topic: string | undefined): void {
+  if (topic && TOPICS[topic]) {
+    console.log(TOPICS[topic]());
+    return;
+  }
+  console.log(`stowage ${VERSION}: backup storage for restic and Borg 2
+
+Usage:
+  stowage [serve] --path DIR [flags]          restic repositories and borg stores over HTTP(S)
+  stowage borgstore-server-rest [flags]       one borg store, drop-in for borgstore-server-rest
+  stowage serve restic --stdio <path>         restic's rclone: backend over stdin/stdout
+  stowage ssh --root DIR [flags]              ssh forced command for borg and restic
+  stowage help [serve|borgstore-server-rest|serve-restic|ssh]
+
+Exit codes: 0 success, 1 runtime or startup failure, 2 usage error.`);
+}
+
 function isBorgstoreExecutable(): boolean {
   const name = Deno.execPath().split(/[\\/]/).pop() ?? "";
   return name === "borgstore-server-rest" || name === "borgstore-server-rest.exe";
@@ -163,7 +235,14 @@ async function main(args: string[]): Promise<void> {
   const [command, ...rest] = args;
   switch (command) {
     case "serve":
+      if (rest[0] === "restic") return await resticStdio(rest.slice(1));
       return await serve(rest);
+    case "ssh":
+      return await sshEntry(rest);
+    case "help":
+    case "--help":
+    case "-h":
+      return help(rest[0]);
     case "borgstore-server-rest":
       return await borgstoreServer(rest);
     case "--version":

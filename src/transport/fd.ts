@@ -7,6 +7,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Handler, RequestInfo } from "../http/types.ts";
+import type { RunningServer } from "./listen.ts";
 import {
   errorText,
   headersFromRawPairs,
@@ -199,4 +200,27 @@ async function writeNodeResponse(
     return;
   }
   await pipeWebBodyToNode(body, res);
+}
+
+/** Serves every inherited socket as one RunningServer (rest-server's socket activation mode). */
+export async function serveActivated(
+  handler: Handler,
+  fds: number[],
+  options: FdServerOptions = {},
+): Promise<RunningServer> {
+  const servers = fds.map((fd) => serveOnFd(handler, fd, options));
+  await Promise.all(servers.map((s) => s.listening));
+  let resolveFinished!: () => void;
+  const finished = new Promise<void>((resolve) => (resolveFinished = resolve));
+  return {
+    address: servers.map((s) => s.address).join(", "),
+    finished,
+    async shutdown(graceMs = 30_000) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+      await Promise.race([Promise.all(servers.map((s) => s.close())), timeout]);
+      clearTimeout(timer);
+      resolveFinished();
+    },
+  };
 }

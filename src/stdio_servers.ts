@@ -1,0 +1,153 @@
+// Wiring for the stdio entries: `stowage serve restic --stdio <path>` (restic's rclone: backend,
+// HTTP/2 on stdin/stdout) and `stowage ssh` (the authorized_keys forced command that picks the
+// borgstore or restic server for the command line the client sent). Logs go to stderr only.
+
+import { buildBorgstoreServer } from "./borgstore_server.ts";
+import type { BorgstoreConfig } from "./cli/borgstore_config.ts";
+import { type FlagSpec, parseFlags, UsageError } from "./cli/flags.ts";
+import {
+  clientPath,
+  parseSshCommand,
+  realRoots,
+  RefusedCommand,
+  resolveInsideRoots,
+} from "./cli/ssh_command.ts";
+import { noAuth } from "./http/auth.ts";
+import type { Handler } from "./http/types.ts";
+import type { Logger } from "./log.ts";
+import { flagPolicy } from "./policy/access.ts";
+import { BORG_MODES, parsePermissions, type PermissionMap } from "./policy/permissions.ts";
+import { createResticHandler } from "./protocol/restic.ts";
+import { FsProvider } from "./storage/fs.ts";
+import { serveStdioHttp1 } from "./transport/stdio_h1.ts";
+import { serveStdioHttp2 } from "./transport/stdio_h2.ts";
+
+export const RESTIC_STDIO_FLAGS: FlagSpec[] = [
+  { name: "stdio", type: "boolean", help: "speak HTTP/2 on stdin/stdout (required)" },
+  { name: "append-only", type: "boolean", help: "allow only appends: no deletes except locks" },
+  { name: "no-verify-upload", type: "boolean", help: "do not verify the SHA-256 of uploads" },
+  { name: "b2-hard-delete", type: "boolean", help: "accepted for rclone compatibility; ignored" },
+  {
+    name: "bwlimit",
+    type: "string",
+    value: "RATE",
+    help: "accepted for rclone compatibility; ignored",
+  },
+  { name: "verbose", short: "v", type: "boolean", help: "log every request on stderr" },
+  { name: "help", short: "h", type: "boolean", help: "show this help" },
+];
+
+export const SSH_FLAGS: FlagSpec[] = [
+  {
+    name: "root",
+    type: "list",
+    value: "DIR",
+    help: "directory the key may use repositories below (repeatable; required)",
+  },
+  {
+    name: "permissions",
+    type: "string",
+    value: "MODE",
+    help: "borg stores: a borgbackup-* shortcut, all|no-delete|write-only|read-only, or JSON",
+  },
+  {
+    name: "append-only",
+    type: "boolean",
+    help: "restic: no deletes except locks; borg stores: no-delete mode unless --permissions",
+  },
+  { name: "quota", type: "integer", value: "BYTES", help: "borg stores: size limit (quota.hid)" },
+  { name: "debug", type: "boolean", help: "log every request on stderr" },
+  { name: "help", short: "h", type: "boolean", help: "show this help" },
+];
+
+/** A restic server for one repository at the URL root, without authentication (stdio). */
+export function resticRootHandler(
+  path: string,
+  options: { appendOnly: boolean; verifyUpload: boolean; log: Logger },
+): Handler {
+  const authenticator = noAuth();
+  const restic = createResticHandler({
+    provider: new FsProvider(path, { warn: (line) => options.log.error(line) }),
+    authenticate: (request) => authenticator.authenticate(request),
+    policy: flagPolicy({ appendOnly: options.appendOnly, privateRepos: false, authEnabled: false }),
+    verifyUpload: options.verifyUpload,
+    quota: null,
+    metrics: null,
+    log: options.log,
+  });
+  return async (request) => {
+    const response = await restic(request);
+    options.log.debug(`${request.method} ${new URL(request.url).pathname} ${response.status}`);
+    return response;
+  };
+}
+
+function expandHome(path: string): string {
+  const home = Deno.env.get("HOME") ?? "/";
+  if (path === "~" || path.startsWith("~/")) return home + path.slice(1);
+  return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+}
+
+/** `stowage serve restic --stdio [rclone flags] <path>`; resolves when stdin ends. */
+export async function runResticStdio(argv: string[], log: Logger): Promise<void> {
+  const { values, positionals } = parseFlags(RESTIC_STDIO_FLAGS, argv);
+  if (!values.stdio) throw new UsageError("serve restic needs --stdio (HTTP/2 on stdin/stdout)");
+  if (positionals.length === 0) throw new UsageError("serve restic needs a repository path");
+  const path = expandHome(positionals[positionals.length - 1].replace(/^local:/, ""));
+  const handler = resticRootHandler(path, {
+    appendOnly: values["append-only"] === true,
+    verifyUpload: values["no-verify-upload"] !== true,
+    log,
+  });
+  await serveStdioHttp2(handler, { log: (line) => log.error(line) });
+}
+
+function borgPermissions(values: Record<string, unknown>): PermissionMap {
+  if (typeof values.permissions === "string") {
+    try {
+      return parsePermissions(values.permissions);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  return values["append-only"] === true ? BORG_MODES["no-delete"] : null;
+}
+
+/** `stowage ssh --root DIR …`: serves what SSH_ORIGINAL_COMMAND asks for, inside the roots. */
+export async function runSshEntry(argv: string[], log: Logger): Promise<void> {
+  const { values, positionals } = parseFlags(SSH_FLAGS, argv);
+  if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`);
+  const roots = await realRoots((values.root as string[] | undefined) ?? []);
+  const permissions = borgPermissions(values);
+  const command = Deno.env.get("SSH_ORIGINAL_COMMAND");
+  const request = parseSshCommand(command);
+  const home = Deno.env.get("HOME") ?? Deno.cwd();
+  const path = await resolveInsideRoots(clientPath(request.path, home), roots);
+  if (request.protocol === "restic") {
+    const handler = resticRootHandler(path, {
+      appendOnly: values["append-only"] === true,
+      verifyUpload: true,
+      log,
+    });
+    await serveStdioHttp2(handler, { log: (line) => log.error(line) });
+    return;
+  }
+  const config: BorgstoreConfig = {
+    host: "127.0.0.1",
+    port: 0,
+    backendPath: path,
+    username: null,
+    password: null,
+    permissions,
+    quota: (values.quota as number | undefined) ?? null,
+    stdio: true,
+    socketActivation: false,
+    debug: values.debug === true,
+  };
+  const built = buildBorgstoreServer(config, log);
+  log.info("BorgStore REST server listening on stdin/stdout");
+  await serveStdioHttp1(built.handler, { log: (line) => log.error(line) });
+  await built.close();
+}
+
+export { RefusedCommand };
