@@ -88,6 +88,7 @@ async function serve(argv: string[]): Promise<void> {
       (error) => log.error(`Could not reload TLS certificate: ${(error as Error).message}`),
     );
   });
+  built.startMaintenance();
   if (inherited.length > 0) log.info(`systemd socket activation mode (${server.address})`);
   else log.info(`start server on ${server.address}`);
   if (config.tls) log.info(`TLS enabled, private key ${config.tlsKey}, pubkey ${config.tlsCert}`);

@@ -16,12 +16,18 @@ import { measureTree, QuotaTracker } from "./policy/quota.ts";
 import { createResticHandler } from "./protocol/restic.ts";
 import { FsProvider } from "./storage/fs.ts";
 
+/** Temp files untouched this long belong to uploads that will never finish. */
+const TEMP_FILE_MAX_AGE_MS = 60 * 60 * 1000;
+const TEMP_SWEEP_INTERVAL_MS = 6 * 60 * 60 * 1000;
+
 export class StartupError extends Error {
   override name = "StartupError";
 }
 
 export interface BuiltServer {
   handler: Handler;
+  /** Removes temp files of uploads abandoned by a crashed run (background, periodic). */
+  startMaintenance(): void;
   /** Reloads what can be reloaded (htpasswd users). */
   reload(): Promise<void>;
   /** Flushes and closes the access log. */
@@ -144,12 +150,23 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     accessLog: accessLog ? (record) => accessLog.write(record) : undefined,
     log,
   });
+  let sweepTimer: ReturnType<typeof setInterval> | undefined;
+  const sweep = () =>
+    provider.sweepTempFiles(TEMP_FILE_MAX_AGE_MS).then((n) => {
+      if (n > 0) log.info(`Removed ${n} abandoned upload temp file(s)`);
+    });
   return {
     handler,
+    startMaintenance() {
+      sweep();
+      sweepTimer = setInterval(sweep, TEMP_SWEEP_INTERVAL_MS);
+      Deno.unrefTimer(sweepTimer);
+    },
     async reload() {
       if (htpasswd) await htpasswd.reload();
     },
     async close() {
+      clearInterval(sweepTimer);
       await accessLog?.close();
     },
   };

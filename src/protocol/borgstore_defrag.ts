@@ -13,7 +13,13 @@ import { type BorgStore, onItem, requireStore, statItem } from "./borgstore_cont
 import { checkAlgorithm, createHasher, type Hasher } from "./borgstore_hash.ts";
 import { validateName } from "./borgstore_names.ts";
 import { bytesResponse } from "./borgstore_status.ts";
-import { commitWrite, overwriteForbidden, sameContent, writeMode } from "./borgstore_write.ts";
+import {
+  beginWrite,
+  commitWrite,
+  overwriteForbidden,
+  sameContent,
+  writeMode,
+} from "./borgstore_write.ts";
 
 /** Largest accepted defrag request body. */
 export const MAX_DEFRAG_BODY = 16 * 1024 * 1024;
@@ -186,15 +192,14 @@ export async function defrag(
   const reservation = store.quota === null
     ? null
     : await store.quota.reserve(total - (existing?.size ?? 0));
-  const upload = await onItem(name, () => store.provider.begin(name, { sizeHint: total }))
-    .catch((error) => {
-      reservation?.release();
-      throw error;
-    });
+  const write = await beginWrite(store, name, total).catch((error) => {
+    reservation?.release();
+    throw error;
+  });
   const sha256 = await createHasher("sha256");
   const naming = expectedDigest === null ? null : await createHasher(params.algorithm!);
   try {
-    const writer = upload.writable.getWriter();
+    const writer = write.upload.writable.getWriter();
     await copySources(store, planned, async (chunk) => {
       sha256.update(chunk);
       naming?.update(chunk);
@@ -205,10 +210,10 @@ export async function defrag(
       throw new StowageError("Internal", "defrag sources changed while being read");
     }
   } catch (error) {
-    await upload.abort();
+    await write.discard();
     reservation?.release();
     throw error;
   }
-  await commitWrite(store, { name, upload, size: total, sha256: sha256.hex(), reservation });
+  await commitWrite(store, { name, write, size: total, sha256: sha256.hex(), reservation });
   return bytesResponse(200, name, { contentType: "text/plain" });
 }

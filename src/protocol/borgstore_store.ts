@@ -11,7 +11,13 @@ import { type BorgStore, onItem, requireStore } from "./borgstore_context.ts";
 import { hashReadable } from "./borgstore_hash.ts";
 import { validateName } from "./borgstore_names.ts";
 import { okResponse } from "./borgstore_status.ts";
-import { commitWrite, overwriteForbidden, sameContent, writeMode } from "./borgstore_write.ts";
+import {
+  beginWrite,
+  commitWrite,
+  overwriteForbidden,
+  sameContent,
+  writeMode,
+} from "./borgstore_write.ts";
 
 export const CONTENT_HASH_HEADER = "x-content-hash-sha256";
 
@@ -47,14 +53,10 @@ export async function storeItem(
   const reservation = store.quota === null
     ? null
     : await store.quota.reserve((expected ?? 0) - oldSize);
-  const upload = await onItem(
-    name,
-    () => store.provider.begin(name, { sizeHint: expected ?? undefined }),
-  )
-    .catch((error) => {
-      reservation?.release();
-      throw error;
-    });
+  const write = await beginWrite(store, name, expected ?? undefined).catch((error) => {
+    reservation?.release();
+    throw error;
+  });
   const digest = digestingStream("sha256");
   // Without Content-Length (chunked) the reservation grows with the bytes received.
   const quotaGuard = new TransformStream<Uint8Array, Uint8Array>({
@@ -69,17 +71,19 @@ export async function storeItem(
     await onItem(
       name,
       () =>
-        body.readable().pipeThrough(quotaGuard).pipeThrough(digest.stream).pipeTo(upload.writable),
+        body.readable().pipeThrough(quotaGuard).pipeThrough(digest.stream).pipeTo(
+          write.upload.writable,
+        ),
     );
     if (announced !== null && announced !== digest.hex()) throw hashMismatch();
   } catch (error) {
-    await upload.abort();
+    await write.discard();
     reservation?.release();
     throw error;
   }
   await commitWrite(store, {
     name,
-    upload,
+    write,
     size: digest.bytes(),
     sha256: digest.hex(),
     reservation,

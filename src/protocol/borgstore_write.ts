@@ -7,10 +7,10 @@
 import { StowageError, toStowageError } from "../errors.ts";
 import type { QuotaReservation } from "../policy/borg_quota.ts";
 import { checkPermission, isPermitted } from "../policy/permissions.ts";
-import type { Stat, Upload } from "../storage/provider.ts";
+import { parentKey, type Stat, type Upload } from "../storage/provider.ts";
 import { type BorgStore, onItem } from "./borgstore_context.ts";
 import { hashReadable } from "./borgstore_hash.ts";
-import { locksFor } from "./borgstore_locks.ts";
+import { directoryLocksFor, locksFor } from "./borgstore_locks.ts";
 
 /**
  * How a write may proceed: "new" (item absent), "overwrite" (`W` granted) or "compare"
@@ -24,11 +24,10 @@ export function writeMode(store: BorgStore, name: string, existing: Stat | null)
     checkPermission(store.permissions, name, "wW");
     return isPermitted(store.permissions, name, "W") ? "overwrite" : "new";
   }
-  if (!isPermitted(store.permissions, name, "W") && !isPermitted(store.permissions, name, "w")) {
-    checkPermission(store.permissions, name, "W");
-  }
+  const overwrite = isPermitted(store.permissions, name, "W");
+  if (!overwrite && !isPermitted(store.permissions, name, "w")) throw overwriteForbidden(name);
   if (existing.isDirectory) throw new StowageError("IsDirectory", `is a directory: ${name}`);
-  return isPermitted(store.permissions, name, "W") ? "overwrite" : "compare";
+  return overwrite ? "overwrite" : "compare";
 }
 
 export function overwriteForbidden(name: string): StowageError {
@@ -48,9 +47,55 @@ export async function sameContent(
   return (await hashReadable(stream, "sha256")).hex === sha256;
 }
 
+/** An upload in progress; discard() removes it and the directories it had to create. */
+export interface StartedWrite {
+  readonly upload: Upload;
+  discard(): Promise<void>;
+}
+
+/**
+ * Begins an upload for `name`. Parent directories missing before are remembered so that a
+ * failed write (truncated body, hash mismatch, quota) leaves no empty directories behind. The
+ * parent's directory lock keeps a cleanup from removing a directory another upload is entering.
+ */
+export async function beginWrite(
+  store: BorgStore,
+  name: string,
+  sizeHint?: number,
+): Promise<StartedWrite> {
+  const parent = parentKey(name);
+  const directoryLocks = directoryLocksFor(store.provider);
+  const missing: string[] = [];
+  const upload = await directoryLocks.run([parent], async () => {
+    for (let dir = parent; dir !== ""; dir = parentKey(dir)) {
+      if (await onItem(dir, () => store.provider.stat(dir)) !== null) break;
+      missing.push(dir);
+    }
+    return await onItem(name, () => store.provider.begin(name, { sizeHint }));
+  });
+  let discarded = false;
+  return {
+    upload,
+    async discard() {
+      await upload.abort();
+      if (discarded || missing.length === 0) return;
+      discarded = true;
+      await directoryLocks.run([parent], async () => {
+        for (const dir of missing) {
+          try {
+            await store.provider.rmdir(dir);
+          } catch {
+            return; // not empty (another upload uses it) or already gone
+          }
+        }
+      });
+    },
+  };
+}
+
 export interface PendingWrite {
   name: string;
-  upload: Upload;
+  write: StartedWrite;
   /** Bytes written to the upload. */
   size: number;
   /** Lowercase hex sha256 of the written bytes. */
@@ -61,18 +106,18 @@ export interface PendingWrite {
 /**
  * Makes a finished upload visible. Under the item's lock: re-stat, re-decide the write mode,
  * accept an identical existing item without writing, settle the quota delta (507), commit
- * (replacing only with `W`) and account. On failure the upload is aborted and the reservation
- * released.
+ * (replacing only with `W`) and account. On failure the upload is discarded and the
+ * reservation released.
  */
 export async function commitWrite(store: BorgStore, pending: PendingWrite): Promise<void> {
-  const { name, upload, reservation } = pending;
+  const { name, write, reservation } = pending;
   try {
     await locksFor(store.provider).run([name], async () => {
       const existing = await onItem(name, () => store.provider.stat(name));
       const mode = writeMode(store, name, existing);
       if (mode === "compare") {
         if (await sameContent(store, name, existing!.size, pending.size, pending.sha256)) {
-          await upload.abort();
+          await write.discard();
           reservation?.release();
           return;
         }
@@ -80,7 +125,7 @@ export async function commitWrite(store: BorgStore, pending: PendingWrite): Prom
       }
       reservation?.resize(pending.size - (existing?.size ?? 0));
       try {
-        await upload.commit({ replace: mode === "overwrite" });
+        await write.upload.commit({ replace: mode === "overwrite" });
       } catch (error) {
         // Only another process can have created the item since the stat above.
         if (toStowageError(error).kind === "Exists") throw overwriteForbidden(name);
@@ -89,7 +134,7 @@ export async function commitWrite(store: BorgStore, pending: PendingWrite): Prom
       await reservation?.commit();
     });
   } catch (error) {
-    await upload.abort();
+    await write.discard();
     reservation?.release();
     throw error;
   }

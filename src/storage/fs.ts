@@ -429,6 +429,34 @@ export class FsProvider implements Provider {
     this.#verifiedDirs.clear();
   }
 
+  /**
+   * Removes temp files of uploads that were abandoned (crash, kill -9): those not written to for
+   * `olderThanMs`. Walks the whole tree, one directory at a time. Returns how many were removed.
+   */
+  async sweepTempFiles(olderThanMs: number): Promise<number> {
+    const cutoff = Date.now() - olderThanMs;
+    let removed = 0;
+    const pending = [this.root];
+    while (pending.length > 0) {
+      const dir = pending.pop()!;
+      try {
+        for await (const entry of Deno.readDir(dir)) {
+          const path = `${dir}/${entry.name}`;
+          if (entry.isDirectory) pending.push(path);
+          else if (entry.isFile && isTempName(entry.name)) {
+            const info = await Deno.lstat(path).catch(() => null);
+            if (info && (info.mtime?.getTime() ?? 0) < cutoff) {
+              await Deno.remove(path).then(() => removed++, () => {});
+            }
+          }
+        }
+      } catch {
+        // a directory that vanished or cannot be read is skipped
+      }
+    }
+    return removed;
+  }
+
   async removeTree(dir: string): Promise<void> {
     const path = this.path(dir);
     try {
