@@ -12,7 +12,7 @@ import type { Handler } from "./http/types.ts";
 import type { Logger } from "./log.ts";
 import { flagPolicy } from "./policy/access.ts";
 import { BORG_MODES } from "./policy/permissions.ts";
-import { measureTree, QuotaTracker } from "./policy/quota.ts";
+import { measureTree, QuotaTracker, SharedStoreQuota } from "./policy/quota.ts";
 import { createResticHandler } from "./protocol/restic.ts";
 import { FsProvider } from "./storage/fs.ts";
 
@@ -135,6 +135,7 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     }),
     privateRepos: config.privateRepos && !config.noAuth,
     guard,
+    quota: quota ? new SharedStoreQuota(quota) : null,
     log,
   });
   const metrics = registry === null ? undefined : metricsHandler(registry, {

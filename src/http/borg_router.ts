@@ -6,6 +6,7 @@
 import { StowageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AccessPolicy } from "../policy/access.ts";
+import type { StoreQuota } from "../policy/borg_quota.ts";
 import { type BorgStore, handleBorgstore } from "../protocol/borgstore.ts";
 import { drainBody } from "../stream/digest.ts";
 import { unsafeKeyReason } from "../storage/keys.ts";
@@ -63,6 +64,8 @@ export interface BorgRouterOptions {
   /** Stores live at /<user>/<store>/ instead of /<store>/. */
   privateRepos: boolean;
   guard: ProtocolGuard;
+  /** The data directory's quota (--max-size), shared with restic uploads. */
+  quota: StoreQuota | null;
   log: Logger;
 }
 
@@ -138,7 +141,7 @@ export function createBorgRouter(options: BorgRouterOptions) {
     const store: BorgStore = {
       provider: options.storeProvider(dir),
       permissions: access.permissions,
-      quota: null,
+      quota: options.quota,
       log: (message) => log.error(message),
     };
     const response = await handleBorgstore(request, store, split.rest);

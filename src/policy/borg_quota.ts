@@ -63,7 +63,25 @@ export async function scanUsage(root: string): Promise<number> {
   return total;
 }
 
-export class BorgQuota {
+/** What the BorgStore protocol needs of a quota: BorgQuota (quota.hid) or a shared tracker. */
+export interface StoreQuota {
+  /** The limit in bytes, or -1 without quota. */
+  limit(): number;
+  /** Committed usage in bytes, or -1 without quota. */
+  usage(): Promise<number>;
+  /** Loads state on first use (store base directory exists). */
+  open(): Promise<void>;
+  /** Reserves room for a write changing the usage by `delta`; throws QuotaExceeded. */
+  reserve(delta: number): Promise<QuotaReservation>;
+  /** Records a change that needs no reservation (delete). */
+  record(delta: number): Promise<void>;
+  /** Forgets state after the store was destroyed. */
+  reset(): void;
+  /** Persists outstanding changes. */
+  close(): Promise<void>;
+}
+
+export class BorgQuota implements StoreQuota {
   readonly root: string;
   readonly #limit: number | null;
   readonly #persistDelta: number;

@@ -3,6 +3,7 @@
 // sum of usage and open reservations never exceeds the limit, however many uploads run at once.
 
 import { StowageError } from "../errors.ts";
+import type { QuotaReservation as StoreReservation, StoreQuota } from "./borg_quota.ts";
 
 export class QuotaTracker {
   readonly limit: number;
@@ -120,4 +121,56 @@ export async function measureTree(root: string): Promise<number> {
     }
   }
   return total;
+}
+
+/**
+ * A borg store's view of the data directory's global quota (--max-size in multi-store mode):
+ * store writes reserve and commit against the same tracker as restic uploads.
+ */
+export class SharedStoreQuota implements StoreQuota {
+  constructor(private readonly tracker: QuotaTracker) {}
+
+  limit(): number {
+    return this.tracker.limit;
+  }
+
+  usage(): Promise<number> {
+    return Promise.resolve(this.tracker.usage());
+  }
+
+  open(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  reserve(delta: number): Promise<StoreReservation> {
+    const held = this.tracker.reserve(Math.max(0, delta));
+    let current = delta;
+    return Promise.resolve({
+      get delta() {
+        return current;
+      },
+      resize(next: number) {
+        if (next > 0) held.ensure(next);
+        current = next;
+      },
+      commit() {
+        held.commit(current);
+        return Promise.resolve();
+      },
+      release() {
+        held.release();
+      },
+    });
+  }
+
+  record(delta: number): Promise<void> {
+    this.tracker.adjust(delta);
+    return Promise.resolve();
+  }
+
+  reset(): void {}
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
 }

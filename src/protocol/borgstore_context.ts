@@ -3,7 +3,7 @@
 // (410) and provider errors re-worded with the item name (404 says which name is missing).
 
 import { StowageError, toStowageError } from "../errors.ts";
-import type { BorgQuota } from "../policy/borg_quota.ts";
+import type { StoreQuota } from "../policy/borg_quota.ts";
 import type { PermissionMap } from "../policy/permissions.ts";
 import type { Provider, Stat } from "../storage/provider.ts";
 
@@ -12,7 +12,7 @@ export interface BorgStore {
   provider: Provider;
   permissions: PermissionMap;
   /** file: stores only; a BorgQuota without limit still removes a stale quota.hid. */
-  quota: BorgQuota | null;
+  quota: StoreQuota | null;
   /** Receives details of unexpected internal errors (default: console.error). */
   log?: (message: string) => void;
 }
