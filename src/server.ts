@@ -8,6 +8,8 @@ import { createDispatcher } from "./http/dispatch.ts";
 import { HtpasswdFile } from "./http/htpasswd.ts";
 import { type AccessLog, openAccessLog } from "./http/access_log.ts";
 import { metricsHandler, MetricsRegistry } from "./http/metrics.ts";
+import { RepoStats } from "./http/repo_stats.ts";
+import type { ResticMetrics } from "./protocol/restic.ts";
 import type { Handler } from "./http/types.ts";
 import type { Logger } from "./log.ts";
 import { flagPolicy } from "./policy/access.ts";
@@ -100,7 +102,18 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     return found;
   };
   const authenticate = (request: Request) => authenticator.authenticate(request);
-  const registry = config.prometheus ? new MetricsRegistry({ quota }) : null;
+  const stats = config.prometheus ? new RepoStats() : null;
+  const registry = stats === null ? null : new MetricsRegistry({
+    quota,
+    repositoryUsage: () => stats.usage(),
+    lastSnapshot: () => stats.snapshots(),
+  });
+  const blobEvents: ResticMetrics | null = registry === null ? null : {
+    blob(op, labels, bytes) {
+      registry.blob(op, labels, bytes);
+      stats!.blob(op, labels, bytes);
+    },
+  };
   let accessLog: AccessLog | null = null;
   if (config.log !== null) {
     try {
@@ -120,7 +133,7 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     }),
     verifyUpload: config.verifyUpload,
     quota,
-    metrics: registry,
+    metrics: blobEvents,
     log,
   });
   const borgstore = createBorgRouter({
@@ -160,6 +173,7 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     handler,
     startMaintenance() {
       sweep();
+      stats?.scan(config.path).catch((error) => log.error(`repository scan failed: ${error}`));
       sweepTimer = setInterval(sweep, TEMP_SWEEP_INTERVAL_MS);
       Deno.unrefTimer(sweepTimer);
     },
