@@ -13,8 +13,7 @@ import type { ResticMetrics } from "./protocol/restic.ts";
 import type { Handler } from "./http/types.ts";
 import type { Logger } from "./log.ts";
 import { flagPolicy } from "./policy/access.ts";
-import { BORG_MODES } from "./policy/permissions.ts";
-import { measureTree, QuotaTracker, SharedStoreQuota } from "./policy/quota.ts";
+import { measureTree, QuotaTracker } from "./policy/quota.ts";
 import { createResticHandler } from "./protocol/restic.ts";
 import { FsProvider } from "./storage/fs.ts";
 
@@ -102,6 +101,11 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     return found;
   };
   const authenticate = (request: Request) => authenticator.authenticate(request);
+  const policy = flagPolicy({
+    appendOnly: config.appendOnly,
+    privateRepos: config.privateRepos,
+    authEnabled: !config.noAuth,
+  });
   const stats = config.prometheus ? new RepoStats() : null;
   const registry = stats === null ? null : new MetricsRegistry({
     quota,
@@ -126,11 +130,7 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     provider,
     authenticate,
     guard: (repoKey) => guard.require(repoKey, "restic"),
-    policy: flagPolicy({
-      appendOnly: config.appendOnly,
-      privateRepos: config.privateRepos,
-      authEnabled: !config.noAuth,
-    }),
+    policy,
     verifyUpload: config.verifyUpload,
     quota,
     metrics: blobEvents,
@@ -140,15 +140,10 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     provider,
     storeProvider,
     authenticate,
-    policy: flagPolicy({
-      appendOnly: config.appendOnly,
-      privateRepos: config.privateRepos,
-      authEnabled: !config.noAuth,
-      appendOnlyMap: BORG_MODES["no-delete"],
-    }),
+    policy,
     privateRepos: config.privateRepos && !config.noAuth,
     guard,
-    quota: quota ? new SharedStoreQuota(quota) : null,
+    quota,
     log,
   });
   const metrics = registry === null ? undefined : metricsHandler(registry, {

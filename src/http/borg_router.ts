@@ -6,7 +6,7 @@
 import { StowageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AccessPolicy } from "../policy/access.ts";
-import type { StoreQuota } from "../policy/borg_quota.ts";
+import { type QuotaTracker, SharedStoreQuota } from "../policy/quota.ts";
 import { type BorgStore, handleBorgstore } from "../protocol/borgstore.ts";
 import { drainBody } from "../stream/digest.ts";
 import { unsafeKeyReason } from "../storage/keys.ts";
@@ -65,7 +65,7 @@ export interface BorgRouterOptions {
   privateRepos: boolean;
   guard: ProtocolGuard;
   /** The data directory's quota (--max-size), shared with restic uploads. */
-  quota: StoreQuota | null;
+  quota: QuotaTracker | null;
   log: Logger;
 }
 
@@ -102,6 +102,12 @@ function splitStorePath(rawPath: string, depth: number): { store: string[]; rest
   return { store, rest: "/" + parts.slice(depth + 1).join("/") };
 }
 
+/** The quotas a store write counts against, tightest scope first; null when none applies. */
+function storeQuota(global: QuotaTracker | null, scoped: QuotaTracker[]): SharedStoreQuota | null {
+  const trackers = [...scoped, ...(global ? [global] : [])];
+  return trackers.length === 0 ? null : new SharedStoreQuota(trackers);
+}
+
 export function createBorgRouter(options: BorgRouterOptions) {
   const { log } = options;
   return async (request: Request): Promise<Response> => {
@@ -129,7 +135,7 @@ export function createBorgRouter(options: BorgRouterOptions) {
     if (split === null) {
       return plain(404, "no store in the request path: use /<store>/…", request.method);
     }
-    const access = options.policy.resolve(user, split.store);
+    const access = options.policy.resolve(user, split.store, "borg");
     if (access === null) return plain(403, "Forbidden", request.method);
     const dir = split.store.join("/");
     try {
@@ -141,7 +147,7 @@ export function createBorgRouter(options: BorgRouterOptions) {
     const store: BorgStore = {
       provider: options.storeProvider(dir),
       permissions: access.permissions,
-      quota: options.quota,
+      quota: storeQuota(options.quota, access.quotas ?? []),
       log: (message) => log.error(message),
     };
     const response = await handleBorgstore(request, store, split.rest);

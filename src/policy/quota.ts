@@ -58,7 +58,38 @@ export class QuotaTracker {
   }
 }
 
-export class QuotaReservation {
+/** Room held for one upload in one or more quotas. */
+export interface Reservation {
+  /** Makes sure at least `total` bytes are reserved; throws QuotaExceeded. */
+  ensure(total: number): void;
+  /** Turns the reservation into usage of `bytes` (the real size written, or a delta). */
+  commit(bytes: number): void;
+  /** Gives the reservation back. */
+  release(): void;
+}
+
+/**
+ * Reserves `bytes` in every tracker (global, per user, per repository) or in none: a refusal by
+ * one gives back what the others granted. Returns null when no quota applies.
+ */
+export function reserveAll(trackers: QuotaTracker[], bytes: number): Reservation | null {
+  if (trackers.length === 0) return null;
+  const held: QuotaReservation[] = [];
+  try {
+    for (const tracker of trackers) held.push(tracker.reserve(bytes));
+  } catch (error) {
+    for (const r of held) r.release();
+    throw error;
+  }
+  if (held.length === 1) return held[0];
+  return {
+    ensure: (total) => held.forEach((r) => r.ensure(total)),
+    commit: (n) => held.forEach((r) => r.commit(n)),
+    release: () => held.forEach((r) => r.release()),
+  };
+}
+
+export class QuotaReservation implements Reservation {
   #held: number;
   #open = true;
 
@@ -89,9 +120,7 @@ export class QuotaReservation {
 }
 
 /** A pass-through stream that grows a reservation as bytes flow; errors past the limit. */
-export function quotaStream(
-  reservation: QuotaReservation,
-): TransformStream<Uint8Array, Uint8Array> {
+export function quotaStream(reservation: Reservation): TransformStream<Uint8Array, Uint8Array> {
   let seen = 0;
   return new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
@@ -123,19 +152,22 @@ export async function measureTree(root: string): Promise<number> {
   return total;
 }
 
+const NO_RESERVATION: Reservation = { ensure() {}, commit() {}, release() {} };
+
 /**
  * A borg store's view of the data directory's global quota (--max-size in multi-store mode):
  * store writes reserve and commit against the same tracker as restic uploads.
  */
 export class SharedStoreQuota implements StoreQuota {
-  constructor(private readonly tracker: QuotaTracker) {}
+  /** The first tracker is the one `limit()` and `usage()` report (the tightest scope first). */
+  constructor(private readonly trackers: QuotaTracker[]) {}
 
   limit(): number {
-    return this.tracker.limit;
+    return this.trackers[0]?.limit ?? -1;
   }
 
   usage(): Promise<number> {
-    return Promise.resolve(this.tracker.usage());
+    return Promise.resolve(this.trackers[0]?.usage() ?? -1);
   }
 
   open(): Promise<void> {
@@ -143,7 +175,7 @@ export class SharedStoreQuota implements StoreQuota {
   }
 
   reserve(delta: number): Promise<StoreReservation> {
-    const held = this.tracker.reserve(Math.max(0, delta));
+    const held = reserveAll(this.trackers, Math.max(0, delta)) ?? NO_RESERVATION;
     let current = delta;
     return Promise.resolve({
       get delta() {
@@ -164,7 +196,7 @@ export class SharedStoreQuota implements StoreQuota {
   }
 
   record(delta: number): Promise<void> {
-    this.tracker.adjust(delta);
+    for (const tracker of this.trackers) tracker.adjust(delta);
     return Promise.resolve();
   }
 

@@ -6,7 +6,7 @@ import { StowageError, toStowageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AccessPolicy } from "../policy/access.ts";
 import { checkPermission, type PermissionMap } from "../policy/permissions.ts";
-import { type QuotaReservation, quotaStream, type QuotaTracker } from "../policy/quota.ts";
+import { quotaStream, type QuotaTracker, type Reservation, reserveAll } from "../policy/quota.ts";
 import { unsafeKeyReason } from "../storage/keys.ts";
 import type { Provider } from "../storage/provider.ts";
 import { digestingStream, hashStream } from "../stream/digest.ts";
@@ -63,6 +63,8 @@ interface Call {
   repo: string[];
   repoKey: string;
   permissions: PermissionMap;
+  /** Every quota this upload counts against: global, per user, per repository. */
+  quotas: QuotaTracker[];
 }
 
 const CONFIG_INLINE_LIMIT = 64 * 1024;
@@ -85,7 +87,7 @@ export function createResticHandler(
       log.debug(`Invalid request path: ${url.pathname}`);
       return resticError(404, method);
     }
-    const access = options.policy.resolve(user, parsed.folder);
+    const access = options.policy.resolve(user, parsed.folder, "restic");
     if (access === null) return resticError(401, method);
 
     const route = routeRemainder(parsed.remainder);
@@ -106,6 +108,7 @@ export function createResticHandler(
       repo: parsed.folder,
       repoKey,
       permissions: access.permissions,
+      quotas: [...(options.quota ? [options.quota] : []), ...(access.quotas ?? [])],
     };
     try {
       await options.guard?.(repoKey);
@@ -267,7 +270,7 @@ export function createResticHandler(
         checkPermission(call.permissions, relative, "D");
         const removed = await provider.delete(objectPath);
         if (removed !== null) {
-          options.quota?.adjust(-removed);
+          for (const quota of call.quotas) quota.adjust(-removed);
           options.metrics?.blob("delete", labels, removed);
         }
         return resticOk();
@@ -386,8 +389,7 @@ export function createResticHandler(
     if (existing !== null) return await identicalRetry(body, objectPath, id, existing.size);
 
     const declared = declaredLength(call.request);
-    let reservation: QuotaReservation | null = null;
-    if (options.quota) reservation = options.quota.reserve(declared ?? 0);
+    const reservation: Reservation | null = reserveAll(call.quotas, declared ?? 0);
     const upload = await provider.begin(objectPath).catch((error) => {
       reservation?.release();
       throw error;

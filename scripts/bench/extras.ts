@@ -1,0 +1,145 @@
+// The bench's single-shot measurements: one large streamed upload (throughput and the server's
+// peak RSS, read back and checked afterwards), `restic backup` of a generated tree (wall time),
+// and startup-to-first-response (spawn, poll until the server answers; median of N).
+
+import { createHash } from "node:crypto";
+import { formatBytes } from "./config.ts";
+import { log, measure, MiB, type Session } from "./context.ts";
+import { BenchFailure, expectStatus, requestOnce } from "./http.ts";
+import { treeBytes, type TreeSpec, writeTree } from "./payload.ts";
+import type { Results } from "./report.ts";
+import { createRepo } from "./restic.ts";
+import { freePort, type ServerKind, spawnServer, stopChild } from "./servers.ts";
+
+/** One streamed upload of `sizes.bigSize` bytes with Content-Length, then a checked read-back. */
+export async function bigUpload(session: Session): Promise<void> {
+  const { server, data } = session;
+  const big = data.big;
+  await createRepo(server.port, "/bench-big");
+  const path = `/bench-big/data/${big.id}`;
+  const label = `upload 1 × ${formatBytes(big.size)} (one stream)`;
+  const usage = await measure(session, "upload-1g", label, "MiB/s", async () => {
+    const started = performance.now();
+    const answer = await requestOnce(server.port, path, {
+      method: "POST",
+      headers: { "Content-Type": "application/octet-stream" },
+      body: { length: big.size, chunks: big.chunks() },
+    });
+    expectStatus(answer, [200, 201], `upload ${path}`);
+    return big.size / MiB / ((performance.now() - started) / 1000);
+  });
+  session.results.add(server.kind, `  upload-1g: peak RSS`, "MiB", usage.peakRssMiB);
+  const hash = createHash("sha256");
+  const answer = await requestOnce(server.port, path, { sink: (chunk) => hash.update(chunk) });
+  expectStatus(answer, [200], `verify GET ${path}`);
+  const size = answer.length;
+  const digest = hash.digest("hex");
+  if (size !== big.size || digest !== big.id) {
+    throw new BenchFailure(
+      `VERIFY FAILED: ${path}: got ${size} B sha256 ${digest}, want ${big.size} B`,
+    );
+  }
+}
+
+/** Generates the backup source tree once per bench invocation. */
+export async function prepareTree(dir: string, spec: TreeSpec): Promise<void> {
+  const started = performance.now();
+  await writeTree(dir, spec);
+  log(
+    `generated ${formatBytes(treeBytes(spec))} tree for restic backup in ${
+      ((performance.now() - started) / 1000).toFixed(1)
+    } s`,
+  );
+}
+
+async function restic(args: string[], env: Record<string, string>): Promise<void> {
+  const out = await new Deno.Command("restic", {
+    args,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    const text = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-10).join("\n");
+    throw new BenchFailure(`restic ${args[0]} failed (code ${out.code}):\n${text}`);
+  }
+}
+
+export async function resticAvailable(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("restic", { args: ["version"], stdout: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+/** `restic init` (untimed), then a timed `restic backup` of `treeDir`; wall time in s. */
+export async function resticBackup(
+  session: Session,
+  treeDir: string,
+  cacheDir: string,
+): Promise<void> {
+  const { server, options } = session;
+  const env = {
+    RESTIC_REPOSITORY: `rest:${server.base}/backup/`,
+    RESTIC_PASSWORD: "bench",
+    RESTIC_CACHE_DIR: cacheDir,
+  };
+  await restic(["init"], env);
+  const label = `restic backup of ${formatBytes(treeBytes(options.sizes.tree))} tree (wall)`;
+  const usage = await measure(session, "restic-backup", label, "s", async () => {
+    const started = performance.now();
+    await restic(["backup", "--host", "bench", treeDir], env);
+    return (performance.now() - started) / 1000;
+  });
+  session.results.add(server.kind, `  restic-backup: peak RSS`, "MiB", usage.peakRssMiB);
+}
+
+/** Spawn → first answer (stowage: GET /health 200; reference: any HTTP answer), in ms. */
+async function startupOnce(kind: ServerKind, dataDir: string): Promise<number> {
+  const port = freePort();
+  const started = performance.now();
+  const child = spawnServer(kind, dataDir, `127.0.0.1:${port}`);
+  child.stderr.pipeTo(new WritableStream()).catch(() => {});
+  const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+  try {
+    const path = kind === "stowage" ? "/health" : "/";
+    while (performance.now() - started < 30_000) {
+      try {
+        const response = await fetch(`http://127.0.0.1:${port}${path}`, { client });
+        await response.body?.cancel();
+        if (kind !== "stowage" || response.status === 200) {
+          return performance.now() - started;
+        }
+      } catch {
+        // not listening yet
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    throw new BenchFailure(`${kind} did not answer within 30 s of spawning`);
+  } finally {
+    client.close();
+    await stopChild(child);
+  }
+}
+
+export async function startupTimes(
+  kinds: ServerKind[],
+  reps: number,
+  dir: string,
+  results: Results,
+): Promise<void> {
+  const label = `startup to first response (median of ${reps})`;
+  for (let rep = 0; rep < reps; rep++) {
+    for (const kind of kinds) {
+      const dataDir = `${dir}/startup-${kind}-${rep}`;
+      await Deno.mkdir(dataDir, { recursive: true });
+      const ms = await startupOnce(kind, dataDir);
+      results.add(kind, label, "ms", ms);
+      log(`${kind.padEnd(9)} startup          ${ms.toFixed(0)} ms`);
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  }
+}
