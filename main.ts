@@ -166,14 +166,18 @@ async function borgstoreServer(argv: string[]): Promise<void> {
   Deno.exit(0);
 }
 
+const RESTIC_STDIO_USAGE = "stowage serve restic --stdio [flags] <path>";
+const RESTIC_STDIO_SUMMARY =
+  "Serves one restic repository over HTTP/2 on stdin/stdout, for restic's rclone: backend\n" +
+  "(restic -o rclone.program=stowage -r rclone:<path> …).";
+const SSH_USAGE = 'command="stowage ssh --root DIR [flags]",restrict ssh-ed25519 AAAA…';
+const SSH_SUMMARY =
+  "ssh forced command: serves the borg/borgstore or restic command the client asked for\n" +
+  "(SSH_ORIGINAL_COMMAND), for repositories below the --root directories only.";
+
 async function resticStdio(argv: string[]): Promise<void> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(renderHelp(
-      "stowage serve restic --stdio [flags] <path>",
-      "Serves one restic repository over HTTP/2 on stdin/stdout, for restic's rclone: backend\n" +
-        "(restic -o rclone.program=stowage -r rclone:<path> …).",
-      RESTIC_STDIO_FLAGS,
-    ));
+    console.log(renderHelp(RESTIC_STDIO_USAGE, RESTIC_STDIO_SUMMARY, RESTIC_STDIO_FLAGS));
     return;
   }
   const log = stderrLogger({ debug: argv.includes("-v") || argv.includes("--verbose") });
@@ -183,12 +187,7 @@ async function resticStdio(argv: string[]): Promise<void> {
 
 async function sshEntry(argv: string[]): Promise<void> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(renderHelp(
-      'command="stowage ssh --root DIR [flags]",restrict ssh-ed25519 AAAA…',
-      "ssh forced command: serves the borg/borgstore or restic command the client asked for\n" +
-        "(SSH_ORIGINAL_COMMAND), for repositories below the --root directories only.",
-      SSH_FLAGS,
-    ));
+    console.log(renderHelp(SSH_USAGE, SSH_SUMMARY, SSH_FLAGS));
     return;
   }
   const log = stderrLogger({ debug: argv.includes("--debug") });
@@ -204,9 +203,8 @@ async function sshEntry(argv: string[]): Promise<void> {
 const TOPICS: Record<string, () => string> = {
   serve: () => renderHelp(SERVE_USAGE, SERVE_SUMMARY, SERVE_FLAGS),
   "borgstore-server-rest": () => renderHelp(BORGSTORE_USAGE, BORGSTORE_SUMMARY, BORGSTORE_FLAGS),
-  "serve-restic": () =>
-    renderHelp("stowage serve restic --stdio [flags] <path>", "", RESTIC_STDIO_FLAGS),
-  ssh: () => renderHelp("stowage ssh --root DIR [flags]", "", SSH_FLAGS),
+  "serve-restic": () => renderHelp(RESTIC_STDIO_USAGE, RESTIC_STDIO_SUMMARY, RESTIC_STDIO_FLAGS),
+  ssh: () => renderHelp(SSH_USAGE, SSH_SUMMARY, SSH_FLAGS),
 };
 
 function help(topic: string | undefined): void {

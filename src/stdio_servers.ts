@@ -15,8 +15,14 @@ import {
 import { noAuth } from "./http/auth.ts";
 import type { Handler } from "./http/types.ts";
 import type { Logger } from "./log.ts";
-import { flagPolicy } from "./policy/access.ts";
-import { BORG_MODES, parsePermissions, type PermissionMap } from "./policy/permissions.ts";
+import { type AccessPolicy, flagPolicy } from "./policy/access.ts";
+import {
+  BORG_MODES,
+  parsePermissions,
+  type PermissionMap,
+  RESTIC_MODES,
+} from "./policy/permissions.ts";
+import { measureTree, QuotaTracker } from "./policy/quota.ts";
 import { createResticHandler } from "./protocol/restic.ts";
 import { FsProvider } from "./storage/fs.ts";
 import { serveStdioHttp1 } from "./transport/stdio_h1.ts";
@@ -48,14 +54,20 @@ export const SSH_FLAGS: FlagSpec[] = [
     name: "permissions",
     type: "string",
     value: "MODE",
-    help: "borg stores: a borgbackup-* shortcut, all|no-delete|write-only|read-only, or JSON",
+    help: "borg stores: a borgbackup-* shortcut, all|no-delete|write-only|read-only, or JSON; " +
+      "restic repositories: all|append-only|no-delete|read-only or JSON",
   },
   {
     name: "append-only",
     type: "boolean",
     help: "restic: no deletes except locks; borg stores: no-delete mode unless --permissions",
   },
-  { name: "quota", type: "integer", value: "BYTES", help: "borg stores: size limit (quota.hid)" },
+  {
+    name: "quota",
+    type: "integer",
+    value: "BYTES",
+    help: "size limit per repository (borg stores: quota.hid)",
+  },
   { name: "debug", type: "boolean", help: "log every request on stderr" },
   { name: "help", short: "h", type: "boolean", help: "show this help" },
 ];
@@ -63,15 +75,24 @@ export const SSH_FLAGS: FlagSpec[] = [
 /** A restic server for one repository at the URL root, without authentication (stdio). */
 export function resticRootHandler(
   path: string,
-  options: { appendOnly: boolean; verifyUpload: boolean; log: Logger },
+  options: {
+    appendOnly: boolean;
+    verifyUpload: boolean;
+    log: Logger;
+    permissions?: PermissionMap;
+    quota?: QuotaTracker | null;
+  },
 ): Handler {
   const authenticator = noAuth();
+  const policy: AccessPolicy = options.permissions === undefined
+    ? flagPolicy({ appendOnly: options.appendOnly, privateRepos: false, authEnabled: false })
+    : { resolve: () => ({ permissions: options.permissions ?? null }) };
   const restic = createResticHandler({
     provider: new FsProvider(path, { warn: (line) => options.log.error(line) }),
     authenticate: (request) => authenticator.authenticate(request),
-    policy: flagPolicy({ appendOnly: options.appendOnly, privateRepos: false, authEnabled: false }),
+    policy,
     verifyUpload: options.verifyUpload,
-    quota: null,
+    quota: options.quota ?? null,
     metrics: null,
     log: options.log,
   });
@@ -113,6 +134,31 @@ function borgPermissions(values: Record<string, unknown>): PermissionMap {
   return values["append-only"] === true ? BORG_MODES["no-delete"] : null;
 }
 
+/** The forced command's policy for a restic repository; borg-only modes are refused. */
+function resticPermissions(values: Record<string, unknown>): PermissionMap {
+  const mode = values.permissions as string | undefined;
+  if (mode === undefined) {
+    return values["append-only"] === true ? RESTIC_MODES["append-only"] : null;
+  }
+  if (mode in RESTIC_MODES) {
+    const map = RESTIC_MODES[mode];
+    return values["append-only"] === true && map === null ? RESTIC_MODES["append-only"] : map;
+  }
+  if (mode.trim().startsWith("{")) return parsePermissions(mode);
+  throw new RefusedCommand(
+    `--permissions ${mode} has no meaning for restic repositories (use ${
+      Object.keys(RESTIC_MODES).join(", ")
+    } or a JSON map)`,
+  );
+}
+
+/** A quota for one restic repository, measured from what it holds now. */
+async function resticQuota(path: string, limit: number | undefined): Promise<QuotaTracker | null> {
+  if (limit === undefined) return null;
+  const usage = await measureTree(path).catch(() => 0);
+  return new QuotaTracker(limit, usage);
+}
+
 /** `stowage ssh --root DIR …`: serves what SSH_ORIGINAL_COMMAND asks for, inside the roots. */
 export async function runSshEntry(argv: string[], log: Logger): Promise<void> {
   const { values, positionals } = parseFlags(SSH_FLAGS, argv);
@@ -125,9 +171,11 @@ export async function runSshEntry(argv: string[], log: Logger): Promise<void> {
   const path = await resolveInsideRoots(clientPath(request.path, home), roots);
   if (request.protocol === "restic") {
     const handler = resticRootHandler(path, {
-      appendOnly: values["append-only"] === true,
+      appendOnly: false,
       verifyUpload: true,
       log,
+      permissions: resticPermissions(values),
+      quota: await resticQuota(path, values.quota as number | undefined),
     });
     await serveStdioHttp2(handler, { log: (line) => log.error(line) });
     return;

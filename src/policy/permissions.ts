@@ -70,6 +70,17 @@ export const BORG_MODES: Readonly<Record<string, PermissionMap>> = {
 /** restic's `--append-only`: read and add everything, delete only locks; never overwrite. */
 export const RESTIC_APPEND_ONLY: PermissionMap = { "": "lrw", "locks": "lrwD" };
 
+/**
+ * restic repositories under a named mode (ssh forced commands, grants). restic creates and
+ * removes its own lock files for every command, so each mode keeps `locks` writable.
+ */
+export const RESTIC_MODES: Readonly<Record<string, PermissionMap>> = {
+  "all": null,
+  "append-only": RESTIC_APPEND_ONLY,
+  "no-delete": RESTIC_APPEND_ONLY,
+  "read-only": { "": "lr", "locks": "lrwD" },
+};
+
 function copyMap(map: PermissionMap): PermissionMap {
   return map === null ? null : { ...map };
 }

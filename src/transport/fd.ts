@@ -67,8 +67,24 @@ export interface FdServer {
   close(): Promise<void>;
 }
 
+/** The path of a listening unix socket fd, from /proc (Linux); null when unknown. */
+function unixSocketPath(fd: number): string | null {
+  try {
+    const link = Deno.readLinkSync(`/proc/self/fd/${fd}`);
+    const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+    if (inode === undefined) return null;
+    for (const line of Deno.readTextFileSync("/proc/net/unix").split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[6] === inode && fields[7]) return fields[7];
+    }
+  } catch {
+    // not Linux, or /proc is not mounted
+  }
+  return null;
+}
+
 function describeAddress(address: string | AddressInfo | null, fd: number): string {
-  if (address === null) return `fd:${fd} (unix)`;
+  if (address === null) return unixSocketPath(fd) ?? `fd:${fd} (unix)`;
   if (typeof address === "string") return address;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return `${host}:${address.port}`;
