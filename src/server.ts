@@ -3,8 +3,6 @@
 
 import type { ServeConfig } from "./cli/serve_config.ts";
 import { type Authenticator, htpasswdAuth, noAuth, proxyAuth } from "./http/auth.ts";
-import { createBorgRouter, ProtocolGuard } from "./http/borg_router.ts";
-import { createDispatcher } from "./http/dispatch.ts";
 import { HtpasswdFile } from "./http/htpasswd.ts";
 import { type AccessLog, openAccessLog } from "./http/access_log.ts";
 import { metricsHandler, MetricsRegistry } from "./http/metrics.ts";
@@ -14,8 +12,8 @@ import type { Handler } from "./http/types.ts";
 import type { Logger } from "./log.ts";
 import { flagPolicy } from "./policy/access.ts";
 import { measureTree, QuotaTracker } from "./policy/quota.ts";
-import { createResticHandler } from "./protocol/restic.ts";
 import { FsProvider } from "./storage/fs.ts";
+import { composeHandler } from "./handler.ts";
 
 /** Temp files untouched this long belong to uploads that will never finish. */
 const TEMP_FILE_MAX_AGE_MS = 60 * 60 * 1000;
@@ -89,7 +87,6 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     warn: (line: string) => log.error(line),
   };
   const provider = new FsProvider(config.path, fsOptions);
-  const guard = new ProtocolGuard(provider);
   const storeProviders = new Map<string, FsProvider>();
   const storeProvider = (dir: string) => {
     let found = storeProviders.get(dir);
@@ -126,35 +123,22 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
       throw new StartupError(`cannot open log ${config.log}: ${(error as Error).message}`);
     }
   }
-  const restic = createResticHandler({
-    provider,
-    authenticate,
-    guard: (repoKey) => guard.require(repoKey, "restic"),
-    policy,
-    verifyUpload: config.verifyUpload,
-    quota,
-    metrics: blobEvents,
-    log,
-  });
-  const borgstore = createBorgRouter({
-    provider,
-    storeProvider,
-    authenticate,
-    policy,
-    privateRepos: config.privateRepos && !config.noAuth,
-    guard,
-    quota,
-    log,
-  });
   const metrics = registry === null ? undefined : metricsHandler(registry, {
     authenticate,
     noAuth: config.prometheusNoAuth,
     privateRepos: config.privateRepos,
     authEnabled: !config.noAuth,
   });
-  const handler = createDispatcher({
-    restic,
-    borgstore,
+  const handler = composeHandler({
+    provider,
+    storeProvider,
+    authenticate,
+    policy,
+    userStores: config.privateRepos && !config.noAuth,
+    verifyUpload: config.verifyUpload,
+    quota,
+    borgstore: true,
+    resticMetrics: blobEvents,
     metrics,
     accessLog: accessLog ? (record) => accessLog.write(record) : undefined,
     log,

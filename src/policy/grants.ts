@@ -15,7 +15,10 @@ export type ModeName = typeof MODE_NAMES[number];
 /** Prefix → letters, as in a `--permissions` JSON map. */
 export type LettersMap = Record<string, string>;
 /** A mode for both protocols, or one per protocol (a protocol left out is denied). */
-export type GrantMode = ModeName | LettersMap | { restic?: ModeName | LettersMap; borg?: ModeName | LettersMap };
+export type GrantMode = ModeName | LettersMap | {
+  restic?: ModeName | LettersMap;
+  borg?: ModeName | LettersMap;
+};
 
 export interface Grant {
   // `*`, `name`, `a/b`, `a/*` or `*/b` (validated by parsePattern).

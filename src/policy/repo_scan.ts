@@ -90,13 +90,20 @@ export async function scanRepositories(root: string): Promise<RepoInfo[]> {
     const path = segments.length === 0 ? root : `${root}/${segments.join("/")}`;
     const protocol = await detectProtocol(path);
     if (protocol !== null) {
-      found.push({ key: segments.join("/"), segments, protocol, ...await measureRepository(path, protocol) });
+      found.push({
+        key: segments.join("/"),
+        segments,
+        protocol,
+        ...await measureRepository(path, protocol),
+      });
       continue;
     }
     if (segments.length >= MAX_DEPTH) continue;
     try {
       for await (const entry of Deno.readDir(path)) {
-        if (entry.isDirectory && !isTempName(entry.name)) candidates.push([...segments, entry.name]);
+        if (entry.isDirectory && !isTempName(entry.name)) {
+          candidates.push([...segments, entry.name]);
+        }
       }
     } catch {
       // missing or unreadable directory: nothing below it
