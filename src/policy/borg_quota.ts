@@ -77,6 +77,8 @@ export interface StoreQuota {
   record(delta: number): Promise<void>;
   /** Forgets state after the store was destroyed. */
   reset(): void;
+  /** Writes outstanding changes where they are kept (quota.hid); a no-op for shared trackers. */
+  persist(): Promise<void>;
   /** Persists outstanding changes. */
   close(): Promise<void>;
 }

@@ -202,6 +202,10 @@ export class SharedStoreQuota implements StoreQuota {
 
   reset(): void {}
 
+  persist(): Promise<void> {
+    return Promise.resolve();
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

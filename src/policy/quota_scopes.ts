@@ -245,6 +245,11 @@ export class QuotaScopes {
     return scopes;
   }
 
+  /** Identifies the scope definitions; a state file with another one is not used. */
+  get fingerprint(): string {
+    return this.#fingerprint;
+  }
+
   /** The trackers a write into `repo` counts against (global excluded), tightest first. */
   trackersFor(repo: readonly string[]): QuotaTracker[] {
     const key = repo.join("/");

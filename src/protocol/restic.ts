@@ -390,7 +390,9 @@ export function createResticHandler(
 
     const declared = declaredLength(call.request);
     const reservation: Reservation | null = reserveAll(call.quotas, declared ?? 0);
-    const upload = await provider.begin(objectPath).catch((error) => {
+    const upload = await provider.begin(objectPath, {
+      sizeHint: declared ?? undefined,
+    }).catch((error) => {
       reservation?.release();
       throw error;
     });

@@ -46,6 +46,37 @@ function isNotSupported(error: unknown): boolean {
   return error instanceof Deno.errors.NotSupported || /ENOTSUP|EOPNOTSUPP|EINVAL|ENOTTY/.test(text);
 }
 
+/** Writes up to this size go to the page cache synchronously (cheaper than an async op). */
+const SMALL_WRITE = 256 * 1024;
+
+/** Reads up to this many bytes with one synchronous read instead of a streamed file. */
+const SMALL_READ = 256 * 1024;
+
+/** A small range read in one go (a few syscalls), served as a one-chunk stream. */
+function readSmall(file: Deno.FsFile, offset: number, length: number): ReadableStream<Uint8Array> {
+  const buffer = new Uint8Array(length);
+  let filled = 0;
+  try {
+    if (offset > 0) file.seekSync(offset, Deno.SeekMode.Start);
+    while (filled < length) {
+      const n = file.readSync(buffer.subarray(filled));
+      if (n === null || n === 0) break;
+      filled += n;
+    }
+  } catch (error) {
+    throw toStowageError(error);
+  } finally {
+    file.close();
+  }
+  const chunk = filled === length ? buffer : buffer.subarray(0, filled);
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (chunk.byteLength > 0) controller.enqueue(chunk);
+      controller.close();
+    },
+  });
+}
+
 export class FsProvider implements Provider {
   readonly root: string;
   readonly description: string;
@@ -107,11 +138,14 @@ export class FsProvider implements Provider {
     this.#verifiedDirs.add(dirPath);
   }
 
-  /** lstat that follows a symlink only when its target stays inside the root. */
+  /**
+   * lstat that follows a symlink only when its target stays inside the root. Metadata calls are
+   * synchronous: a cached stat costs microseconds, an async op's thread hop costs far more.
+   */
   async #statPath(path: string): Promise<Deno.FileInfo | null> {
     let info: Deno.FileInfo;
     try {
-      info = await Deno.lstat(path);
+      info = Deno.lstatSync(path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
         return null;
@@ -121,13 +155,13 @@ export class FsProvider implements Provider {
     if (!info.isSymlink) return info;
     const realRoot = await this.#realRootPath();
     try {
-      const real = await Deno.realPath(path);
+      const real = Deno.realPathSync(path);
       if (realRoot === null || !this.#contains(realRoot, real)) {
         throw new StowageError("Forbidden", "path leaves the storage root", {
           detail: `${path} is a symlink leaving the root`,
         });
       }
-      return await Deno.stat(real);
+      return Deno.statSync(real);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return null;
       throw toStowageError(error);
@@ -162,7 +196,7 @@ export class FsProvider implements Provider {
     await this.#checkDir(path);
     const names: string[] = [];
     try {
-      for await (const entry of Deno.readDir(path)) {
+      for (const entry of Deno.readDirSync(path)) {
         if (!isTempName(entry.name)) names.push(entry.name);
       }
     } catch (error) {
@@ -203,15 +237,17 @@ export class FsProvider implements Provider {
     if (info.isDirectory) throw new StowageError("IsDirectory", "is a directory");
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(path, { read: true });
+      file = Deno.openSync(path, { read: true });
     } catch (error) {
       throw toStowageError(error);
     }
     const offset = range?.offset ?? 0;
+    const wanted = Math.max(0, Math.min(range ? range.length : Infinity, info.size - offset));
+    if (wanted <= SMALL_READ) return readSmall(file, offset, wanted);
     let remaining = range ? range.length : Infinity;
     if (offset > 0) {
       try {
-        await file.seek(offset, Deno.SeekMode.Start);
+        file.seekSync(offset, Deno.SeekMode.Start);
       } catch (error) {
         file.close();
         throw toStowageError(error);
@@ -292,7 +328,7 @@ export class FsProvider implements Provider {
     for (let attempt = 0; attempt < 10 && file === null; attempt++) {
       temp = `${dir}/${tempName(key)}`;
       try {
-        file = await Deno.open(temp, { write: true, createNew: true, mode: this.#fileMode });
+        file = Deno.openSync(temp, { write: true, createNew: true, mode: this.#fileMode });
       } catch (error) {
         if (error instanceof Deno.errors.AlreadyExists) continue;
         if (error instanceof Deno.errors.NotFound && createParents && attempt === 0) {
@@ -303,7 +339,12 @@ export class FsProvider implements Provider {
       }
     }
     if (file === null) throw new StowageError("Internal", "could not create a temp file");
-    return new FsUpload(this, file, temp, path, dir, this.#bufferSize);
+    // A small object needs a small buffer: allocating (and zeroing) 1 MiB per 4 KiB upload costs.
+    const hint = options.sizeHint;
+    const bufferSize = hint === undefined
+      ? this.#bufferSize
+      : Math.min(this.#bufferSize, Math.max(4096, hint));
+    return new FsUpload(this, file, temp, path, dir, bufferSize);
   }
 
   /** fsync for a file; remembers and warns once when the file system cannot do it. */
@@ -339,14 +380,14 @@ export class FsProvider implements Provider {
   async place(temp: string, final: string, replace: boolean): Promise<void> {
     if (replace) {
       try {
-        await Deno.rename(temp, final);
+        Deno.renameSync(temp, final);
       } catch (error) {
         throw toStowageError(error);
       }
       return;
     }
     try {
-      await Deno.link(temp, final);
+      Deno.linkSync(temp, final);
     } catch (error) {
       if (error instanceof Deno.errors.AlreadyExists) {
         throw new StowageError("Exists", "already exists");
@@ -363,7 +404,11 @@ export class FsProvider implements Provider {
       }
       return;
     }
-    await Deno.remove(temp).catch(() => {});
+    try {
+      Deno.removeSync(temp);
+    } catch {
+      // the link is in place; a leftover temp name is swept later
+    }
   }
 
   async delete(key: string): Promise<number | null> {
@@ -377,14 +422,14 @@ export class FsProvider implements Provider {
     }
     let info: Deno.FileInfo;
     try {
-      info = await Deno.lstat(path);
+      info = Deno.lstatSync(path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return null;
       throw toStowageError(error);
     }
     if (info.isDirectory) throw new StowageError("IsDirectory", "is a directory");
     try {
-      await Deno.remove(path);
+      Deno.removeSync(path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return null;
       throw toStowageError(error);
@@ -507,9 +552,11 @@ class FsUpload implements Upload {
     const file = this.#file;
     if (file === null) throw new StowageError("Internal", "upload already finished");
     let at = 0;
+    const small = data.byteLength <= SMALL_WRITE;
     while (at < data.byteLength) {
       try {
-        at += await file.write(data.subarray(at));
+        const rest = data.subarray(at);
+        at += small ? file.writeSync(rest) : await file.write(rest);
       } catch (error) {
         throw toStowageError(error);
       }
