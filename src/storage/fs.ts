@@ -518,14 +518,22 @@ export class FsProvider implements Provider {
   }
 }
 
-/** One in-progress upload into a temp file beside its final path. */
+/**
+ * One in-progress upload into a temp file beside its final path. Incoming chunks are copied into
+ * one of two buffers; a full buffer is written while the other fills, so reading and hashing the
+ * body overlap with the disk write instead of taking turns with it.
+ */
 class FsUpload implements Upload {
   readonly writable: WritableStream<Uint8Array>;
   #file: Deno.FsFile | null;
   #done = false;
   #written = 0;
-  readonly #buffer: Uint8Array;
+  readonly #bufferSize: number;
+  readonly #buffers: Uint8Array[] = [];
+  #active = 0;
   #buffered = 0;
+  /** The write of the other buffer, when one is in flight. */
+  #inFlight: Promise<void> | null = null;
 
   constructor(
     private readonly provider: FsProvider,
@@ -536,7 +544,7 @@ class FsUpload implements Upload {
     bufferSize: number,
   ) {
     this.#file = file;
-    this.#buffer = new Uint8Array(bufferSize);
+    this.#bufferSize = bufferSize;
     this.writable = new WritableStream<Uint8Array>({
       write: (chunk) => this.#write(chunk),
       close: () => this.#flush(),
@@ -563,29 +571,48 @@ class FsUpload implements Upload {
     }
   }
 
+  #buffer(): Uint8Array {
+    this.#buffers[this.#active] ??= new Uint8Array(this.#bufferSize);
+    return this.#buffers[this.#active];
+  }
+
   async #write(chunk: Uint8Array): Promise<void> {
     this.#written += chunk.byteLength;
-    const buffer = this.#buffer;
-    if (this.#buffered + chunk.byteLength <= buffer.byteLength) {
-      buffer.set(chunk, this.#buffered);
-      this.#buffered += chunk.byteLength;
-      if (this.#buffered === buffer.byteLength) await this.#flush();
-      return;
-    }
-    await this.#flush();
-    if (chunk.byteLength >= buffer.byteLength / 2) {
-      await this.#writeAll(chunk);
-    } else {
-      buffer.set(chunk, 0);
-      this.#buffered = chunk.byteLength;
+    let at = 0;
+    while (at < chunk.byteLength) {
+      const buffer = this.#buffer();
+      const n = Math.min(buffer.byteLength - this.#buffered, chunk.byteLength - at);
+      buffer.set(chunk.subarray(at, at + n), this.#buffered);
+      this.#buffered += n;
+      at += n;
+      if (this.#buffered === buffer.byteLength) await this.#swap();
     }
   }
 
+  /** Starts writing the full buffer and switches to the other one (after its write ended). */
+  async #swap(): Promise<void> {
+    if (this.#inFlight !== null) {
+      const previous = this.#inFlight;
+      this.#inFlight = null;
+      await previous;
+    }
+    const pending = this.#writeAll(this.#buffer().subarray(0, this.#buffered));
+    pending.catch(() => {}); // observed here; the error surfaces at the next await of it
+    this.#inFlight = pending;
+    this.#active ^= 1;
+    this.#buffered = 0;
+  }
+
   async #flush(): Promise<void> {
+    if (this.#inFlight !== null) {
+      const previous = this.#inFlight;
+      this.#inFlight = null;
+      await previous;
+    }
     if (this.#buffered === 0) return;
     const n = this.#buffered;
     this.#buffered = 0;
-    await this.#writeAll(this.#buffer.subarray(0, n));
+    await this.#writeAll(this.#buffer().subarray(0, n));
   }
 
   async commit(options: { replace: boolean }): Promise<void> {
@@ -607,6 +634,8 @@ class FsUpload implements Upload {
   async abort(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
+    await this.#inFlight?.catch(() => {});
+    this.#inFlight = null;
     try {
       this.#file?.close();
     } catch {

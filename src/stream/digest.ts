@@ -11,21 +11,29 @@ export interface DigestingStream {
   bytes(): number;
 }
 
+/** Chunks (about 64 KiB each from the HTTP layer) a pipeline stage may hold. */
+const PIPELINE_CHUNKS = 4;
+
 /** A pass-through TransformStream that hashes (algorithm as node:crypto names it). */
 export function digestingStream(algorithm = "sha256"): DigestingStream {
   const hash: Hash = createHash(algorithm);
   let total = 0;
   let digest: string | null = null;
-  const stream = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      hash.update(chunk);
-      total += chunk.byteLength;
-      controller.enqueue(chunk);
+  const stream = new TransformStream<Uint8Array, Uint8Array>(
+    {
+      transform(chunk, controller) {
+        hash.update(chunk);
+        total += chunk.byteLength;
+        controller.enqueue(chunk);
+      },
+      flush() {
+        if (digest === null) digest = hash.digest("hex");
+      },
     },
-    flush() {
-      if (digest === null) digest = hash.digest("hex");
-    },
-  });
+    // A few chunks of slack on each side let reading, hashing and writing overlap (bounded).
+    { highWaterMark: PIPELINE_CHUNKS },
+    { highWaterMark: PIPELINE_CHUNKS },
+  );
   return {
     stream,
     hex() {
