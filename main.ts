@@ -1,9 +1,12 @@
 // stowage entry point: picks the subcommand, wires config → server → transport, handles signals.
 // Exit codes: 0 success, 1 runtime or startup failure, 2 usage error.
 
-import { renderHelp, UsageError } from "./src/cli/flags.ts";
+import { renderHelp, secretsOnCommandLine, UsageError } from "./src/cli/flags.ts";
 import { BORGSTORE_FLAGS, parseBorgstoreArgs } from "./src/cli/borgstore_config.ts";
-import { parseServeArgs, SERVE_FLAGS } from "./src/cli/serve_config.ts";
+import { SERVE_FLAGS } from "./src/cli/serve_config.ts";
+import { parseServeArgsWithConfig, runCheckConfig } from "./src/cli/config_file.ts";
+import { runStatusCommand } from "./src/cli/status_command.ts";
+import { runUserCommand } from "./src/cli/user_command.ts";
 import { buildBorgstoreServer } from "./src/borgstore_server.ts";
 import { listenFds, serveActivated, serveOnFd } from "./src/transport/fd.ts";
 import { serveStdioHttp1 } from "./src/transport/stdio_h1.ts";
@@ -30,7 +33,7 @@ function fail(message: string, code: number): never {
 }
 
 async function serve(argv: string[]): Promise<void> {
-  const { config, values } = parseServeArgs(argv);
+  const { config, values, file } = await parseServeArgsWithConfig(argv);
   if (values.help) {
     console.log(renderHelp(SERVE_USAGE, SERVE_SUMMARY, SERVE_FLAGS));
     return;
@@ -44,7 +47,7 @@ async function serve(argv: string[]): Promise<void> {
     log.info("WARNING: authentication is disabled (--no-auth): anyone who can reach the");
     log.info("WARNING: listener can read, write and delete backups. For trying out only.");
   }
-  const built = await buildServer(config, log);
+  const built = await buildServer(config, log, file);
   let tlsServer: TlsServer | null = null;
   let server: RunningServer;
   const inherited = listenFds();
@@ -109,9 +112,9 @@ async function borgstoreServer(argv: string[]): Promise<void> {
     console.log(`stowage ${VERSION}`);
     return;
   }
-  if (values.password !== undefined) {
+  for (const flag of secretsOnCommandLine(BORGSTORE_FLAGS, values)) {
     console.error(
-      "WARNING: --password on the command line is visible to other local users; " +
+      `WARNING: ${flag} on the command line is visible to other local users; ` +
         "use --password-file or BORGSTORE_PASSWORD",
     );
   }
@@ -219,6 +222,9 @@ Usage:
   stowage borgstore-server-rest [flags]       one borg store, drop-in for borgstore-server-rest
   stowage serve restic --stdio <path>         restic's rclone: backend over stdin/stdout
   stowage ssh --root DIR [flags]              ssh forced command for borg and restic
+  stowage check-config FILE                   validate a --config file without starting
+  stowage user add|passwd|remove|list …       manage the htpasswd file (bcrypt)
+  stowage status [--json] [--max-age 2d]      repositories, sizes, newest backups, quotas
   stowage help [serve|borgstore-server-rest|serve-restic|ssh]
 
 Exit codes: 0 success, 1 runtime or startup failure, 2 usage error.`);
@@ -238,6 +244,12 @@ async function main(args: string[]): Promise<void> {
       return await serve(rest);
     case "ssh":
       return await sshEntry(rest);
+    case "check-config":
+      return Deno.exit(await runCheckConfig(rest));
+    case "user":
+      return Deno.exit(await runUserCommand(rest));
+    case "status":
+      return Deno.exit(await runStatusCommand(rest));
     case "help":
     case "--help":
     case "-h":

@@ -2,6 +2,9 @@
 // authentication and the one handler, plus the startup lines rest-server prints.
 
 import type { ServeConfig } from "./cli/serve_config.ts";
+import { type ConfigFile, configHasQuotas } from "./cli/config_file.ts";
+import { borgStoreDepth, grantPolicy } from "./policy/grants.ts";
+import { QuotaScopes } from "./policy/quota_scopes.ts";
 import { type Authenticator, htpasswdAuth, noAuth, proxyAuth } from "./http/auth.ts";
 import { HtpasswdFile } from "./http/htpasswd.ts";
 import { type AccessLog, openAccessLog } from "./http/access_log.ts";
@@ -74,10 +77,25 @@ async function buildQuota(config: ServeConfig, log: Logger): Promise<QuotaTracke
   return new QuotaTracker(config.maxSize, usage);
 }
 
-export async function buildServer(config: ServeConfig, log: Logger): Promise<BuiltServer> {
+export async function buildServer(
+  config: ServeConfig,
+  log: Logger,
+  file: ConfigFile | null = null,
+): Promise<BuiltServer> {
   log.info(`Data directory: ${config.path}`);
   const { authenticator, htpasswd } = await buildAuthenticator(config, log);
-  const quota = await buildQuota(config, log);
+  const userStores = config.privateRepos && !config.noAuth;
+  const scopes = file && (configHasQuotas(file) || config.maxSize > 0)
+    ? await QuotaScopes.open({
+      root: config.path,
+      grants: file.grants,
+      quotas: file.quotas,
+      privateRepos: userStores,
+      maxSize: config.maxSize,
+      log: (line: string) => log.info(line),
+    })
+    : null;
+  const quota = scopes ? scopes.global : await buildQuota(config, log);
   log.info(`Append only mode ${config.appendOnly ? "enabled" : "disabled"}`);
   log.info(`Private repositories ${config.privateRepos ? "enabled" : "disabled"}`);
   log.info(`Group accessible repos ${config.groupAccessibleRepos ? "enabled" : "disabled"}`);
@@ -98,16 +116,24 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     return found;
   };
   const authenticate = (request: Request) => authenticator.authenticate(request);
-  const policy = flagPolicy({
-    appendOnly: config.appendOnly,
-    privateRepos: config.privateRepos,
-    authEnabled: !config.noAuth,
-  });
+  const policy = file
+    ? grantPolicy(file.grants, {
+      appendOnly: config.appendOnly,
+      privateRepos: config.privateRepos,
+      authEnabled: !config.noAuth,
+      quotas: scopes ?? undefined,
+    })
+    : flagPolicy({
+      appendOnly: config.appendOnly,
+      privateRepos: config.privateRepos,
+      authEnabled: !config.noAuth,
+    });
   const stats = config.prometheus ? new RepoStats() : null;
   const registry = stats === null ? null : new MetricsRegistry({
     quota,
     repositoryUsage: () => stats.usage(),
     lastSnapshot: () => stats.snapshots(),
+    scopedQuotas: scopes ? () => scopedQuotaSamples(scopes) : undefined,
   });
   const blobEvents: ResticMetrics | null = registry === null ? null : {
     blob(op, labels, bytes) {
@@ -126,7 +152,7 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
   const metrics = registry === null ? undefined : metricsHandler(registry, {
     authenticate,
     noAuth: config.prometheusNoAuth,
-    privateRepos: config.privateRepos,
+    privateRepos: config.privateRepos || file?.grants != null,
     authEnabled: !config.noAuth,
   });
   const handler = composeHandler({
@@ -134,7 +160,7 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     storeProvider,
     authenticate,
     policy,
-    userStores: config.privateRepos && !config.noAuth,
+    userStores: borgStoreDepth(file?.grants ?? null, userStores) === 2,
     verifyUpload: config.verifyUpload,
     quota,
     borgstore: true,
@@ -153,6 +179,7 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     startMaintenance() {
       sweep();
       stats?.scan(config.path).catch((error) => log.error(`repository scan failed: ${error}`));
+      scopes?.startPeriodicSave(60_000, (line: string) => log.error(line));
       sweepTimer = setInterval(sweep, TEMP_SWEEP_INTERVAL_MS);
       Deno.unrefTimer(sweepTimer);
     },
@@ -161,7 +188,17 @@ export async function buildServer(config: ServeConfig, log: Logger): Promise<Bui
     },
     async close() {
       clearInterval(sweepTimer);
+      await scopes?.close();
       await accessLog?.close();
     },
   };
+}
+
+function* scopedQuotaSamples(scopes: QuotaScopes) {
+  const snapshot = scopes.usageSnapshot();
+  for (const scope of ["repo", "user", "grant"] as const) {
+    for (const [name, usage] of Object.entries(snapshot[scope])) {
+      yield { scope, name, used: usage.used, limit: usage.limit };
+    }
+  }
 }

@@ -3,9 +3,7 @@
 
 import { assert, assertEquals } from "./_assert.ts";
 import { renderMarkdown } from "../src/cli/flags.ts";
-import { SERVE_FLAGS } from "../src/cli/serve_config.ts";
-import { BORGSTORE_FLAGS } from "../src/cli/borgstore_config.ts";
-import { RESTIC_STDIO_FLAGS, SSH_FLAGS } from "../src/stdio_servers.ts";
+import { FLAG_TABLES } from "../scripts/readme_flags.ts";
 import meta from "../deno.json" with { type: "json" };
 
 const README = await Deno.readTextFile(new URL("../README.md", import.meta.url));
@@ -25,13 +23,7 @@ function normalizeTable(table: string): string[][] {
 }
 
 Deno.test("README: every flag table matches the CLI definition", () => {
-  const tables = {
-    "serve": SERVE_FLAGS,
-    "borgstore-server-rest": BORGSTORE_FLAGS,
-    "serve-restic": RESTIC_STDIO_FLAGS,
-    "ssh": SSH_FLAGS,
-  };
-  for (const [name, flags] of Object.entries(tables)) {
+  for (const [name, flags] of Object.entries(FLAG_TABLES)) {
     assertEquals(normalizeTable(block(name)), normalizeTable(renderMarkdown(flags)), name);
   }
 });

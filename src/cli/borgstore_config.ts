@@ -118,11 +118,19 @@ export function buildBorgstoreConfig(
   }
   let password = (values.password as string | undefined) ?? null;
   const passwordFile = values["password-file"] as string | undefined;
-  if (password === null && passwordFile !== undefined) {
+  if (password !== null && passwordFile !== undefined) {
+    throw new UsageError("--password and --password-file exclude each other");
+  }
+  if (passwordFile !== undefined) {
     try {
       password = Deno.readTextFileSync(passwordFile).split(/\r?\n/)[0];
     } catch (error) {
-      throw new UsageError(`cannot read --password-file ${passwordFile}: ${(error as Error).name}`);
+      const reason = error instanceof Deno.errors.NotFound
+        ? "no such file"
+        : error instanceof Deno.errors.PermissionDenied
+        ? "permission denied"
+        : (error as Error).name;
+      throw new UsageError(`cannot read --password-file ${passwordFile}: ${reason}`);
     }
   }
   password ??= env.get("BORGSTORE_PASSWORD") ?? null;

@@ -332,6 +332,12 @@ export function configPathFrom(flagValues: FlagValues, env: Env): string | null 
   return fromEnv !== undefined && fromEnv !== "" ? fromEnv : null;
 }
 
+/** True when the file sets any quota (per repository, per user or on a grant). */
+export function configHasQuotas(file: ConfigFile): boolean {
+  return Object.keys(file.quotas.repos).length > 0 || Object.keys(file.quotas.users).length > 0 ||
+    Object.values(file.grants ?? {}).some((list) => list.some((g) => g.quota !== undefined));
+}
+
 /** Refuses combinations buildServeConfig cannot see: grants need authenticated users. */
 export function checkServeCombination(config: ServeConfig, file: ConfigFile | null): void {
   if (file?.grants != null && config.noAuth) {

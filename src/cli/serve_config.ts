@@ -29,6 +29,12 @@ export interface ServeConfig {
 export const SERVE_FLAGS: FlagSpec[] = [
   { name: "path", type: "string", value: "DIR", help: "data directory (required)" },
   {
+    name: "config",
+    type: "string",
+    value: "FILE",
+    help: "read settings, grants and quotas from a JSON file (flags and STOWAGE_* override it)",
+  },
+  {
     name: "listen",
     type: "string",
     value: "ADDR",

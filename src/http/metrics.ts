@@ -15,6 +15,8 @@ export interface MetricsOptions {
   lastSnapshot?: () => Iterable<{ repo: string; seconds: number }>;
   /** The quota (a QuotaTracker fits); exported as a limit/usage gauge pair when given. */
   quota?: { readonly limit: number; usage(): number } | null;
+  /** Per-scope quotas (config file): scope is "repo", "user" or "grant", name its key. */
+  scopedQuotas?: () => Iterable<{ scope: string; name: string; used: number; limit: number }>;
   /** Export stowage_process_* and stowage_open_fds (default true). */
   processMetrics?: boolean;
 }
@@ -202,6 +204,30 @@ export class MetricsRegistry implements ResticMetrics {
         help: "Bytes counted against the quota",
         type: "gauge",
         samples: [{ labels: [], value: options.quota.usage() }],
+      });
+    }
+    if (options.scopedQuotas) {
+      let scoped: { scope: string; name: string; used: number; limit: number }[] = [];
+      try {
+        scoped = [...options.scopedQuotas()];
+      } catch {
+        // a failing source must not break the scrape
+      }
+      const labelsOf = (q: { scope: string; name: string }): [string, string][] => [
+        ["name", q.name],
+        ["scope", q.scope],
+      ];
+      families.push({
+        name: "stowage_quota_scope_limit_bytes",
+        help: "Configured quota per scope (repo, user, grant) in bytes",
+        type: "gauge",
+        samples: scoped.map((q) => ({ labels: labelsOf(q), value: q.limit })),
+      });
+      families.push({
+        name: "stowage_quota_scope_usage_bytes",
+        help: "Bytes counted against the quota per scope (repo, user, grant)",
+        type: "gauge",
+        samples: scoped.map((q) => ({ labels: labelsOf(q), value: q.used })),
       });
     }
     if (options.processMetrics ?? true) {

@@ -5,7 +5,9 @@
 // mode name (borg uses BORG_MODES verbatim), and how --append-only / --private-repos combine.
 
 import { type AccessPolicy, APPEND_ONLY, type Protocol } from "./access.ts";
-import { BORG_MODES, PERMISSION_LETTERS, type PermissionMap } from "./permissions.ts";
+import { BORG_MODES, PERMISSION_LETTERS, type PermissionMap, RESTIC_MODES } from "./permissions.ts";
+
+export { RESTIC_MODES };
 import type { QuotaTracker } from "./quota.ts";
 import { unsafeKeyReason } from "../storage/keys.ts";
 
@@ -31,27 +33,6 @@ export interface Grant {
 /** Grants by user name. */
 export type Grants = Record<string, Grant[]>;
 
-/**
- * restic's meaning of each mode name. Restic never overwrites, so no map has `W`; every map
- * keeps `locks` at lrwD because every restic command (also restore/check) creates and removes
- * its own lock files. The root "" decides for `config` and repository creation unless listed.
- */
-export const RESTIC_MODES: Readonly<Record<ModeName, PermissionMap>> = {
-  "all": null,
-  "append-only": APPEND_ONLY.restic,
-  "no-delete": APPEND_ONLY.restic,
-  "write-only": {
-    "": "lw",
-    "config": "lrw",
-    "keys": "lrw",
-    "index": "lrw",
-    "snapshots": "lrw",
-    "data": "lw",
-    "locks": "lrwD",
-  },
-  "read-only": { "": "lr", "locks": "lrwD" },
-};
-
 /** borg's meaning: borg's own modes; append-only is borg's no-delete. */
 const BORG_MODE_MAPS: Readonly<Record<ModeName, PermissionMap>> = {
   "all": BORG_MODES["all"],
@@ -62,7 +43,7 @@ const BORG_MODE_MAPS: Readonly<Record<ModeName, PermissionMap>> = {
 };
 
 const MODE_MAPS: Record<Protocol, Readonly<Record<ModeName, PermissionMap>>> = {
-  restic: RESTIC_MODES,
+  restic: RESTIC_MODES as Readonly<Record<ModeName, PermissionMap>>,
   borg: BORG_MODE_MAPS,
 };
 
@@ -136,10 +117,12 @@ export function parsePattern(text: string): Pattern {
   if (text === "*") return { text, segments: null, wildcards: Infinity };
   if (text === "") throw new Error("empty pattern");
   const segments = text.split("/");
-  if (segments.length > 2) throw new Error(`more than 2 segments in "${text}"`);
   for (const segment of segments) {
     if (segment === "") throw new Error(`empty segment in "${text}"`);
     if (segment === "." || segment === "..") throw new Error(`"${segment}" segment in "${text}"`);
+  }
+  if (segments.length > 2) throw new Error(`more than 2 segments in "${text}"`);
+  for (const segment of segments) {
     if (segment !== "*" && segment.includes("*")) {
       throw new Error(`"*" must be a whole segment in "${text}"`);
     }

@@ -71,13 +71,24 @@ export const BORG_MODES: Readonly<Record<string, PermissionMap>> = {
 export const RESTIC_APPEND_ONLY: PermissionMap = { "": "lrw", "locks": "lrwD" };
 
 /**
- * restic repositories under a named mode (ssh forced commands, grants). restic creates and
- * removes its own lock files for every command, so each mode keeps `locks` writable.
+ * restic repositories under a named mode (ssh forced commands, grants). restic never overwrites,
+ * so no map has `W`; every map keeps `locks` at lrwD because every restic command (restore and
+ * check too) creates and removes its own lock files. The root "" decides for `config` and
+ * repository creation unless listed.
  */
 export const RESTIC_MODES: Readonly<Record<string, PermissionMap>> = {
   "all": null,
   "append-only": RESTIC_APPEND_ONLY,
   "no-delete": RESTIC_APPEND_ONLY,
+  "write-only": {
+    "": "lw",
+    "config": "lrw",
+    "keys": "lrw",
+    "index": "lrw",
+    "snapshots": "lrw",
+    "data": "lw",
+    "locks": "lrwD",
+  },
   "read-only": { "": "lr", "locks": "lrwD" },
 };
 

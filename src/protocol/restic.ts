@@ -171,7 +171,10 @@ export function createResticHandler(
         return await writeConfig(call, configKey);
       default: // DELETE
         checkPermission(call.permissions, "config", "D");
-        await provider.delete(configKey);
+        {
+          const removed = await provider.delete(configKey);
+          if (removed !== null) { for (const quota of call.quotas) quota.adjust(-removed); }
+        }
         return resticOk();
     }
   }
@@ -192,12 +195,18 @@ export function createResticHandler(
     return new Response(stream, { status: 200, headers });
   }
 
+  /**
+   * Config is created once, written through a temp file like objects (a truncated upload leaves
+   * nothing) and, unlike rest-server, counted against the quotas so it is no way around them.
+   */
   async function writeConfig(call: Call, configKey: string): Promise<Response> {
     if (await provider.stat(configKey) !== null) return resticError(403, "POST");
+    const reservation = reserveAll(call.quotas, declaredLength(call.request) ?? 0);
     let upload;
     try {
       upload = await provider.begin(configKey, { createParents: false });
     } catch (error) {
+      reservation?.release();
       const e = toStowageError(error);
       // rest-server: POST config into a repository that was never created is a 500.
       if (e.kind === "NotFound") {
@@ -206,12 +215,16 @@ export function createResticHandler(
       throw e;
     }
     try {
-      await (call.request.body ?? emptyStream()).pipeTo(upload.writable);
+      let body = call.request.body ?? emptyStream();
+      if (reservation) body = body.pipeThrough(quotaStream(reservation));
+      await body.pipeTo(upload.writable);
+      await upload.commit({ replace: false });
     } catch (error) {
       await upload.abort();
+      reservation?.release();
       throw bodyError(error, true);
     }
-    await upload.commit({ replace: false });
+    reservation?.commit(upload.written());
     return resticOk();
   }
 
