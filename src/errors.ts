@@ -72,3 +72,11 @@ export function toStowageError(error: unknown): StowageError {
   }
   return new StowageError("Internal", "internal error", { detail, cause: error });
 }
+
+/** A short reason for a failed file access, without the path (for one-line messages). */
+export function fsErrorReason(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "no such file or directory";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof Deno.errors.IsADirectory) return "is a directory";
+  return error instanceof Error ? error.message : String(error);
+}

@@ -4,12 +4,12 @@
 // short real restic run against the trivial handler.
 
 import http2 from "node:http2";
-import { Duplex } from "node:stream";
 import { createHash } from "node:crypto";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { peerMissing } from "./_peers.ts";
 import { GoawayFilter } from "../src/transport/stdio_h2.ts";
 import { patternBytes } from "./fixtures/echo_handler.ts";
+import { childDuplex } from "./_child_duplex.ts";
 
 const FIXTURE = new URL("./fixtures/stdio_h2_echo.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -25,33 +25,6 @@ function spawnFixture(): Deno.ChildProcess {
 }
 
 /** A node Duplex over a child's stdin (writes) and stdout (reads). */
-function childDuplex(child: Deno.ChildProcess): Duplex {
-  const writer = child.stdin.getWriter();
-  const reader = child.stdout.getReader();
-  let closed = false;
-  const closeWriter = () => {
-    if (closed) return Promise.resolve();
-    closed = true;
-    return writer.close().catch(() => {});
-  };
-  return new Duplex({
-    read() {
-      reader.read().then(
-        ({ value, done }) => this.push(done ? null : value),
-        () => this.push(null),
-      );
-    },
-    write(chunk: Uint8Array, _encoding, callback) {
-      writer.write(chunk).then(() => callback(), callback);
-    },
-    final(callback) {
-      closeWriter().then(() => callback());
-    },
-    destroy(error, callback) {
-      closeWriter().then(() => callback(error));
-    },
-  });
-}
 
 interface H2Result {
   status: number;

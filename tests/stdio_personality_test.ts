@@ -5,9 +5,9 @@
 // (restic's rclone: backend), exiting 0 on stdin EOF.
 
 import http2 from "node:http2";
-import { Duplex } from "node:stream";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { MAIN, randomBytes, sha256Hex, treeSnapshot } from "./_server.ts";
+import { childDuplex } from "./_child_duplex.ts";
 
 const MEDIA = "application/vnd.x.borgstore.rest.v1";
 const RESTIC_V2 = "application/vnd.x.restic.rest.v2";
@@ -230,33 +230,6 @@ Deno.test("stdio borgstore: EOF inside a request body stores nothing", async () 
 // serve restic --stdio (HTTP/2 with prior knowledge)
 
 /** A node Duplex over a child's stdin (writes) and stdout (reads). */
-function childDuplex(child: Deno.ChildProcess): Duplex {
-  const writer = child.stdin.getWriter();
-  const reader = child.stdout.getReader();
-  let closed = false;
-  const closeWriter = () => {
-    if (closed) return Promise.resolve();
-    closed = true;
-    return writer.close().catch(() => {});
-  };
-  return new Duplex({
-    read() {
-      reader.read().then(
-        ({ value, done }) => this.push(done ? null : value),
-        () => this.push(null),
-      );
-    },
-    write(chunk: Uint8Array, _encoding, callback) {
-      writer.write(chunk).then(() => callback(), callback);
-    },
-    final(callback) {
-      closeWriter().then(() => callback());
-    },
-    destroy(error, callback) {
-      closeWriter().then(() => callback(error));
-    },
-  });
-}
 
 interface H2Result {
   status: number;

@@ -2,6 +2,7 @@
 // --backend, --username, --password, --permissions, --quota, --stdio, --socket-activation), plus
 // --password-file / BORGSTORE_PASSWORD so the secret need not be on argv.
 
+import { fsErrorReason } from "../errors.ts";
 import { type FlagSpec, type FlagValues, parseFlags, UsageError } from "./flags.ts";
 import { parsePermissions, type PermissionMap } from "../policy/permissions.ts";
 
@@ -125,11 +126,7 @@ export function buildBorgstoreConfig(
     try {
       password = Deno.readTextFileSync(passwordFile).split(/\r?\n/)[0];
     } catch (error) {
-      const reason = error instanceof Deno.errors.NotFound
-        ? "no such file"
-        : error instanceof Deno.errors.PermissionDenied
-        ? "permission denied"
-        : (error as Error).name;
+      const reason = fsErrorReason(error);
       throw new UsageError(`cannot read --password-file ${passwordFile}: ${reason}`);
     }
   }

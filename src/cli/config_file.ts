@@ -6,6 +6,7 @@
 // command line. Everything is validated at load; errors name the exact key path and are
 // UsageErrors (exit status 2). buildServeConfig stays the one validator of flag values.
 
+import { fsErrorReason } from "../errors.ts";
 import { type FlagSpec, type FlagValue, type FlagValues, parseFlags, UsageError } from "./flags.ts";
 import { buildServeConfig, SERVE_FLAGS, type ServeConfig } from "./serve_config.ts";
 import { parseSize } from "./units.ts";
@@ -282,11 +283,7 @@ export async function loadConfigFile(path: string): Promise<ConfigFile> {
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file or directory"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : (error as Error).message;
+    const reason = fsErrorReason(error);
     fail("", `cannot read ${path}: ${reason}`);
   }
   return parseConfigText(text, path);

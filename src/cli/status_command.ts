@@ -6,6 +6,7 @@
 // fresh figures into a clean state file so the next start uses them (a state file marked
 // unclean, by a running or crashed server, is left alone: the next start rescans anyway).
 
+import { fsErrorReason } from "../errors.ts";
 import { type FlagSpec, parseFlags, renderHelp, UsageError } from "./flags.ts";
 import {
   configHasQuotas,
@@ -169,11 +170,7 @@ async function scan(values: Record<string, unknown>, env: Env): Promise<Resolved
   try {
     info = await Deno.stat(root);
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file or directory"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : (error as Error).message;
+    const reason = fsErrorReason(error);
     throw new StatusError(`cannot read ${root}: ${reason}`);
   }
   if (!info.isDirectory) throw new StatusError(`cannot read ${root}: not a directory`);
