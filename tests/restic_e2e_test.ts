@@ -4,7 +4,7 @@
 
 import { assert, assertEquals } from "./_assert.ts";
 import { peerMissing } from "./_peers.ts";
-import { randomBytes, spawnStowage, treeSnapshot } from "./_server.ts";
+import { MAIN, randomBytes, spawnStowage, treeSnapshot } from "./_server.ts";
 
 const RESTIC_IGNORED = peerMissing("restic");
 
@@ -174,6 +174,81 @@ Deno.test({
       await ok(repo, ["check", "--read-data"]);
     } finally {
       await server.stop();
+      await Deno.remove(work, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "restic e2e with --private-repos: another user cannot list, read or write",
+  ignore: RESTIC_IGNORED,
+  async fn() {
+    const work = await Deno.makeTempDir();
+    const data = `${work}/data`;
+    await Deno.mkdir(data);
+    // {SHA} entries: alice:secret, bob:hunter2
+    await Deno.writeTextFile(
+      `${data}/.htpasswd`,
+      "alice:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\nbob:{SHA}87u9ZqY9S/F0eUBXjsPQEDUw4h0=\n",
+    );
+    const server = await spawnStowage([
+      "--path",
+      data,
+      "--private-repos",
+      "--listen",
+      "127.0.0.1:0",
+    ]);
+    const url = (user: string, repo: string) =>
+      `rest:http://${user}@127.0.0.1:${server.port}/${repo}/`;
+    try {
+      await Deno.mkdir(`${work}/src`);
+      await Deno.writeFile(`${work}/src/a.bin`, randomBytes(100_000));
+      await ok(url("alice:secret", "alice/laptop"), ["init"]);
+      await ok(url("alice:secret", "alice/laptop"), ["backup", `${work}/src`]);
+      const before = await treeSnapshot(`${data}/alice`);
+      for (const args of [["snapshots"], ["cat", "config"], ["backup", `${work}/src`]]) {
+        const run = await restic(url("bob:hunter2", "alice/laptop"), args);
+        assert(run.code !== 0, `bob: restic ${args[0]} must fail`);
+      }
+      const own = await restic(url("bob:hunter2", "bob/laptop"), ["init"]);
+      assertEquals(own.code, 0, own.stderr);
+      assertEquals(await treeSnapshot(`${data}/alice`), before);
+    } finally {
+      await server.stop();
+      await Deno.remove(work, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "restic e2e through the rclone: backend (stowage serve restic --stdio)",
+  ignore: RESTIC_IGNORED,
+  async fn() {
+    const work = await Deno.makeTempDir();
+    const program = `${Deno.execPath()} run --allow-all --quiet ${MAIN}`;
+    const repo = `rclone:${work}/repo`;
+    const run = (args: string[]) =>
+      new Deno.Command("restic", {
+        args: ["--no-cache", "-o", `rclone.program=${program}`, "-r", repo, ...args],
+        env: { RESTIC_PASSWORD: "pw" },
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(180_000),
+      }).output();
+    try {
+      await makeTree(`${work}/src`);
+      for (const args of [["init"], ["backup", `${work}/src`], ["check", "--read-data"]]) {
+        const out = await run(args);
+        assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+      }
+      const restore = await run(["restore", "latest", "--target", `${work}/restore`]);
+      assertEquals(restore.code, 0, new TextDecoder().decode(restore.stderr));
+      assertEquals(
+        await treeSnapshot(`${work}/restore${work}/src`),
+        await treeSnapshot(`${work}/src`),
+      );
+      assert((await Deno.stat(`${work}/repo/config`)).isFile);
+    } finally {
       await Deno.remove(work, { recursive: true });
     }
   },
