@@ -15,7 +15,9 @@ import {
 import { noAuth } from "./http/auth.ts";
 import type { Handler } from "./http/types.ts";
 import type { Logger } from "./log.ts";
-import { type AccessPolicy, flagPolicy } from "./policy/access.ts";
+import { type AccessPolicy, flagPolicy, type Protocol } from "./policy/access.ts";
+import { loadConfigFile } from "./cli/config_file.ts";
+import { grantPolicy } from "./policy/grants.ts";
 import {
   BORG_MODES,
   parsePermissions,
@@ -67,6 +69,18 @@ export const SSH_FLAGS: FlagSpec[] = [
     type: "integer",
     value: "BYTES",
     help: "size limit per repository (borg stores: quota.hid)",
+  },
+  {
+    name: "config",
+    type: "string",
+    value: "FILE",
+    help: "apply the grants of --user from this config file; its path is the root",
+  },
+  {
+    name: "user",
+    type: "string",
+    value: "NAME",
+    help: "the user this key belongs to (with --config)",
   },
   { name: "debug", type: "boolean", help: "log every request on stderr" },
   { name: "help", short: "h", type: "boolean", help: "show this help" },
@@ -160,21 +174,61 @@ async function resticQuota(path: string, limit: number | undefined): Promise<Quo
 }
 
 /** `stowage ssh --root DIR …`: serves what SSH_ORIGINAL_COMMAND asks for, inside the roots. */
+/**
+ * The grants of `user` in a config file, for one repository below its `path` (the same grants
+ * `stowage serve --config` applies over HTTP). Refuses a repository the user has no grant for.
+ */
+async function grantFor(
+  configPath: string,
+  user: string,
+  repoPath: string,
+  protocol: Protocol,
+): Promise<PermissionMap> {
+  const file = await loadConfigFile(configPath);
+  const root = await Deno.realPath(String(file.settings.path ?? "")).catch(() => {
+    throw new UsageError(`${configPath}: "path" must name an existing data directory`);
+  });
+  const segments = repoPath.slice(root.length + 1).split("/");
+  const policy = grantPolicy(file.grants, {
+    appendOnly: file.settings["append-only"] === true,
+    privateRepos: file.settings["private-repos"] === true,
+    authEnabled: true,
+  });
+  const access = policy.resolve(user, segments, protocol);
+  if (access === null) throw new RefusedCommand(`no grant for ${user} on ${segments.join("/")}`);
+  return access.permissions;
+}
+
 export async function runSshEntry(argv: string[], log: Logger): Promise<void> {
   const { values, positionals } = parseFlags(SSH_FLAGS, argv);
   if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`);
-  const roots = await realRoots((values.root as string[] | undefined) ?? []);
-  const permissions = borgPermissions(values);
+  const configPath = values.config as string | undefined;
+  const user = values.user as string | undefined;
+  if ((configPath === undefined) !== (user === undefined)) {
+    throw new UsageError("--config and --user go together");
+  }
+  if (configPath !== undefined && (values.permissions !== undefined || values.root !== undefined)) {
+    throw new UsageError("with --config the grants decide: no --root or --permissions");
+  }
+  const rootList = configPath === undefined
+    ? (values.root as string[] | undefined) ?? []
+    : [String((await loadConfigFile(configPath)).settings.path ?? "")];
+  const roots = await realRoots(rootList);
   const command = Deno.env.get("SSH_ORIGINAL_COMMAND");
   const request = parseSshCommand(command);
   const home = Deno.env.get("HOME") ?? Deno.cwd();
   const path = await resolveInsideRoots(clientPath(request.path, home), roots);
+  const protocol: Protocol = request.protocol === "restic" ? "restic" : "borg";
+  const granted = configPath === undefined
+    ? undefined
+    : await grantFor(configPath, user!, path, protocol);
+  const permissions = granted !== undefined ? granted : borgPermissions(values);
   if (request.protocol === "restic") {
     const handler = resticRootHandler(path, {
       appendOnly: false,
       verifyUpload: true,
       log,
-      permissions: resticPermissions(values),
+      permissions: granted !== undefined ? granted : resticPermissions(values),
       quota: await resticQuota(path, values.quota as number | undefined),
     });
     await serveStdioHttp2(handler, { log: (line) => log.error(line) });
