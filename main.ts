@@ -23,7 +23,7 @@ import { type RunningServer, startListener } from "./src/transport/listen.ts";
 import { startTlsListener, type TlsServer } from "./src/transport/tls.ts";
 import { VERSION } from "./src/version.ts";
 
-const SERVE_USAGE = "stowage [serve] --path DIR [flags]";
+const SERVE_USAGE = "stowage [serve] (--path DIR | --backend URL) [flags]";
 const SERVE_SUMMARY =
   "Serves restic repositories (REST protocol v1/v2) from DIR, compatible with rest-server.";
 

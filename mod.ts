@@ -244,3 +244,10 @@ export function createHandler(options: HandlerOptions): StowageHandler {
   };
   return Object.assign(handler, { ready });
 }
+export { S3Provider, type S3ProviderOptions } from "./src/storage/s3.ts";
+export {
+  createS3Provider,
+  parseS3Backend,
+  S3ConfigError,
+  type S3Settings,
+} from "./src/storage/s3_config.ts";

@@ -16,6 +16,9 @@ import type { Logger } from "./log.ts";
 import { flagPolicy } from "./policy/access.ts";
 import { measureTree, QuotaTracker } from "./policy/quota.ts";
 import { FsProvider } from "./storage/fs.ts";
+import type { Provider } from "./storage/provider.ts";
+import type { S3Provider } from "./storage/s3.ts";
+import { createS3Provider, S3ConfigError } from "./storage/s3_config.ts";
 import { composeHandler } from "./handler.ts";
 
 /** Temp files untouched this long belong to uploads that will never finish. */
@@ -77,15 +80,58 @@ async function buildQuota(config: ServeConfig, log: Logger): Promise<QuotaTracke
   return new QuotaTracker(config.maxSize, usage);
 }
 
+/** The S3 provider of `--backend s3://…`, checked before anything is served. */
+async function openS3(config: ServeConfig, log: Logger): Promise<S3Provider> {
+  let s3: S3Provider;
+  try {
+    s3 = await createS3Provider(config.s3!);
+  } catch (error) {
+    if (error instanceof S3ConfigError) throw new StartupError(error.message);
+    throw error;
+  }
+  log.info(`Data: ${s3.description}`);
+  try {
+    await s3.check();
+  } catch (error) {
+    throw new StartupError((error as Error).message);
+  }
+  return s3;
+}
+
+/** --max-size over a provider: the usage is measured by listing it once. */
+async function buildProviderQuota(
+  config: ServeConfig,
+  provider: Provider,
+  log: Logger,
+): Promise<QuotaTracker | null> {
+  if (config.maxSize <= 0) return null;
+  log.info("Initializing quota (can take a while)...");
+  let usage = 0;
+  const pending = [""];
+  while (pending.length > 0) {
+    const dir = pending.pop()!;
+    for await (const entry of provider.list(dir)) {
+      if (entry.isDirectory) pending.push(dir === "" ? entry.name : `${dir}/${entry.name}`);
+      else usage += entry.size;
+    }
+  }
+  log.info(`Quota initialized, currently using ${(usage / 2 ** 30).toFixed(2)} GiB`);
+  return new QuotaTracker(config.maxSize, usage);
+}
+
 export async function buildServer(
   config: ServeConfig,
   log: Logger,
   file: ConfigFile | null = null,
 ): Promise<BuiltServer> {
-  log.info(`Data directory: ${config.path}`);
+  const s3 = config.s3 === null ? null : await openS3(config, log);
+  if (s3 === null) log.info(`Data directory: ${config.path}`);
+  if (s3 !== null && file !== null && configHasQuotas(file)) {
+    throw new StartupError("quotas of a config file need --path (not --backend s3://…)");
+  }
   const { authenticator, htpasswd } = await buildAuthenticator(config, log);
   const userStores = config.privateRepos && !config.noAuth;
-  const scopes = file && (configHasQuotas(file) || config.maxSize > 0)
+  const scopes = s3 === null && file && (configHasQuotas(file) || config.maxSize > 0)
     ? await QuotaScopes.open({
       root: config.path,
       grants: file.grants,
@@ -95,7 +141,11 @@ export async function buildServer(
       log: (line: string) => log.info(line),
     })
     : null;
-  const quota = scopes ? scopes.global : await buildQuota(config, log);
+  const quota = scopes
+    ? scopes.global
+    : s3 !== null
+    ? await buildProviderQuota(config, s3, log)
+    : await buildQuota(config, log);
   log.info(`Append only mode ${config.appendOnly ? "enabled" : "disabled"}`);
   log.info(`Private repositories ${config.privateRepos ? "enabled" : "disabled"}`);
   log.info(`Group accessible repos ${config.groupAccessibleRepos ? "enabled" : "disabled"}`);
@@ -104,13 +154,14 @@ export async function buildServer(
     fileMode: config.groupAccessibleRepos ? 0o660 : 0o600,
     warn: (line: string) => log.error(line),
   };
-  const provider = new FsProvider(config.path, fsOptions);
+  const fsProvider = s3 === null ? new FsProvider(config.path, fsOptions) : null;
+  const provider: Provider = s3 ?? fsProvider!;
   const storeProviders = new Map<string, FsProvider>();
-  const storeProvider = (dir: string) => {
+  const storeProvider = fsProvider === null ? undefined : (dir: string) => {
     let found = storeProviders.get(dir);
     if (!found) {
       if (storeProviders.size > 1000) storeProviders.clear();
-      found = new FsProvider(provider.path(dir), fsOptions);
+      found = new FsProvider(fsProvider.path(dir), fsOptions);
       storeProviders.set(dir, found);
     }
     return found;
@@ -171,14 +222,20 @@ export async function buildServer(
   });
   let sweepTimer: ReturnType<typeof setInterval> | undefined;
   const sweep = () =>
-    provider.sweepTempFiles(TEMP_FILE_MAX_AGE_MS).then((n) => {
-      if (n > 0) log.info(`Removed ${n} abandoned upload temp file(s)`);
-    });
+    (s3 !== null
+      ? s3.sweepUploads(TEMP_FILE_MAX_AGE_MS).then((n) => {
+        if (n > 0) log.info(`Aborted ${n} abandoned multipart upload(s)`);
+      })
+      : fsProvider!.sweepTempFiles(TEMP_FILE_MAX_AGE_MS).then((n) => {
+        if (n > 0) log.info(`Removed ${n} abandoned upload temp file(s)`);
+      })).catch((error) => log.error(`upload sweep failed: ${(error as Error).message}`));
   return {
     handler,
     startMaintenance() {
       sweep();
-      stats?.scan(config.path).catch((error) => log.error(`repository scan failed: ${error}`));
+      if (s3 === null) {
+        stats?.scan(config.path).catch((error) => log.error(`repository scan failed: ${error}`));
+      }
       scopes?.startPeriodicSave(60_000, (line: string) => log.error(line));
       sweepTimer = setInterval(sweep, TEMP_SWEEP_INTERVAL_MS);
       Deno.unrefTimer(sweepTimer);

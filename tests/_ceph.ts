@@ -88,6 +88,14 @@ function cluster(dir: string, env: Record<string, string>, owned: boolean): Ceph
   };
 }
 
+/** A loopback URL nothing listens on (the port was free a moment ago). */
+export function closedEndpoint(): string {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return `http://127.0.0.1:${port}`;
+}
+
 /** Starts a cluster in a new temporary directory (or reuses STOWAGE_TEST_CEPH_DIR's). */
 export async function startCeph(): Promise<CephCluster> {
   const shared = Deno.env.get("STOWAGE_TEST_CEPH_DIR");

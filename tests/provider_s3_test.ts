@@ -15,7 +15,7 @@ import { md5Base64, S3Client } from "../src/storage/s3_client.ts";
 import { isSettled, NameOrder } from "../src/storage/s3_list.ts";
 import { parseListPage } from "../src/storage/s3_xml.ts";
 import { assert, assertEquals } from "./_assert.ts";
-import { CEPH_MISSING, lazyCeph } from "./_ceph.ts";
+import { CEPH_MISSING, closedEndpoint, lazyCeph } from "./_ceph.ts";
 import {
   chunkedStream,
   entries,
@@ -552,7 +552,7 @@ s3Test("errors: 5xx retried with backoff, then Unavailable; 403 Internal; 404 bu
 
     const unreachable = new S3Provider({
       ...cluster.options(),
-      endpoint: "http://127.0.0.1:9",
+      endpoint: closedEndpoint(),
       retry: { tries: 2, baseDelayMs: 10 },
     });
     await expectKind(() => unreachable.stat("x"), "Unavailable");
@@ -588,6 +588,7 @@ s3Test("errors: 5xx retried with backoff, then Unavailable; 403 Internal; 404 bu
 s3Test("check(): one clear line for each startup problem", async () => {
   const cluster = await ceph.get();
   await cluster.provider("check").check();
+  const down = closedEndpoint();
   const cases: Array<[Partial<Parameters<typeof cluster.options>[0]>, RegExp]> = [
     [
       { bucket: "missing-bucket" },
@@ -602,8 +603,8 @@ s3Test("check(): one clear line for each startup problem", async () => {
       /rejected the signature: check the secret access key$/,
     ],
     [
-      { endpoint: "http://127.0.0.1:9", retry: { tries: 1 } },
-      /^S3: cannot reach http:\/\/127\.0\.0\.1:9\/stowage: /,
+      { endpoint: down, retry: { tries: 1 } },
+      new RegExp(`^S3: cannot reach ${down}/stowage: .*(refused|os error)`),
     ],
   ];
   for (const [extra, pattern] of cases) {
@@ -615,9 +616,10 @@ s3Test("check(): one clear line for each startup problem", async () => {
   }
 });
 
-s3Test("reads resume after a broken connection, pinned to the ETag", async () => {
+s3Test("reads resume after a broken or stalled connection, pinned to the ETag", async () => {
   const cluster = await ceph.get();
   let broken = 0;
+  let stall = false;
   const breaking = recordingFetch(async (request) => {
     if (
       request.method !== "GET" || !new URL(request.url).pathname.endsWith("/obj") || broken >= 2
@@ -632,6 +634,7 @@ s3Test("reads resume after a broken connection, pinned to the ETag", async () =>
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
         if (sent >= 300_000) {
+          if (stall) return await new Promise<void>(() => {}); // never another byte
           await reader.cancel();
           controller.error(new TypeError("connection reset"));
           return;
@@ -644,7 +647,7 @@ s3Test("reads resume after a broken connection, pinned to the ETag", async () =>
     });
     return new Response(body, { status: response.status, headers: response.headers });
   });
-  const provider = cluster.provider("resume", { fetch: breaking.fetch });
+  const provider = cluster.provider("resume", { fetch: breaking.fetch, requestTimeoutMs: 300 });
   try {
     const data = patterned(2_000_000, 8);
     await put(provider, "obj", data);
@@ -654,6 +657,13 @@ s3Test("reads resume after a broken connection, pinned to the ETag", async () =>
       s.method === "GET" && s.url.pathname.endsWith("/obj")
     );
     assertEquals(ranged.length, 3, "two resumptions");
+
+    // a connection that stops delivering: after the idle timeout the read resumes
+    broken = 1;
+    stall = true;
+    assertEquals(sha256(await get(provider, "obj")), sha256(data));
+    assertEquals(broken, 2);
+    stall = false;
 
     // the object changes between the break and the resumption: the read fails
     broken = 1;

@@ -48,7 +48,16 @@ export const CONFIG_FLAG: FlagSpec = {
 };
 
 const NOT_SETTINGS = new Set(["help", "version", "config"]);
-const PATH_KEYS = new Set(["path", "htpasswd-file", "tls-cert", "tls-key", "log", "cpu-profile"]);
+const PATH_KEYS = new Set([
+  "path",
+  "htpasswd-file",
+  "tls-cert",
+  "tls-key",
+  "log",
+  "cpu-profile",
+  "s3-access-key-file",
+  "s3-secret-key-file",
+]);
 const SIZE_HINT = 'expected a positive integer or a size like "500G"';
 
 /** The serve flag table with --config (whether or not the lead has added it yet). */
@@ -396,7 +405,7 @@ export async function runCheckConfig(argv: string[]): Promise<number> {
     const file = await loadConfigFile(positionals[0]);
     try {
       const settings = { ...file.settings };
-      settings.path ??= "/";
+      if (settings.backend === undefined) settings.path ??= "/";
       buildServeConfig(settings, []);
     } catch (error) {
       if (error instanceof UsageError) throw new UsageError(`config: ${error.message}`);

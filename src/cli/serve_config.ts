@@ -2,9 +2,12 @@
 // are safe) plus stowage's own, turned into one validated ServeConfig.
 
 import { type FlagSpec, type FlagValues, parseFlags, UsageError } from "./flags.ts";
+import { parseS3Backend, S3ConfigError, type S3Settings } from "../storage/s3_config.ts";
 
 export interface ServeConfig {
   path: string;
+  /** Set for `--backend s3://…`: the data lives in an S3 bucket; `path` is then "". */
+  s3: S3Settings | null;
   listen: string;
   log: string | null;
   logFormat: "combined" | "json";
@@ -28,6 +31,52 @@ export interface ServeConfig {
 
 export const SERVE_FLAGS: FlagSpec[] = [
   { name: "path", type: "string", value: "DIR", help: "data directory (required)" },
+  {
+    name: "backend",
+    type: "string",
+    value: "URL",
+    help: "where the data lives instead of --path: file:///DIR or s3://BUCKET[/PREFIX]",
+  },
+  {
+    name: "s3-endpoint",
+    type: "string",
+    value: "URL",
+    defaultText: "$AWS_ENDPOINT_URL, else AWS",
+    help: "S3 service URL, e.g. http://10.0.0.5:7480 (Ceph RGW), https://minio.example",
+  },
+  {
+    name: "s3-region",
+    type: "string",
+    value: "REGION",
+    defaultText: "$AWS_REGION, else us-east-1",
+    help: "S3 region used in request signatures",
+  },
+  {
+    name: "s3-path-style",
+    type: "boolean",
+    help: "bucket in the URL path instead of the host name (default for IP and localhost)",
+  },
+  {
+    name: "s3-access-key-file",
+    type: "string",
+    value: "FILE",
+    defaultText: "$AWS_ACCESS_KEY_ID",
+    help: "file holding the S3 access key ID",
+  },
+  {
+    name: "s3-secret-key-file",
+    type: "string",
+    value: "FILE",
+    defaultText: "$AWS_SECRET_ACCESS_KEY",
+    help: "file holding the S3 secret access key",
+  },
+  {
+    name: "s3-part-size",
+    type: "integer",
+    value: "BYTES",
+    defaultText: "8388608",
+    help: "S3 multipart part size; smaller objects are sent with one PUT",
+  },
   {
     name: "config",
     type: "string",
@@ -138,8 +187,46 @@ export function buildServeConfig(values: FlagValues, positionals: string[]): Ser
   if (positionals.length > 0) {
     throw new UsageError(`expects no arguments - unknown argument: ${positionals[0]}`);
   }
-  const path = text(values, "path");
-  if (path === undefined || path === "") {
+  let path = text(values, "path");
+  const backend = text(values, "backend");
+  let s3: S3Settings | null = null;
+  if (backend !== undefined && backend !== "") {
+    if (path !== undefined && path !== "") {
+      throw new UsageError("--path and --backend exclude each other");
+    }
+    if (backend.startsWith("file://")) {
+      path = decodeURIComponent(new URL(backend).pathname);
+    } else if (backend.startsWith("s3://")) {
+      try {
+        parseS3Backend(backend);
+      } catch (error) {
+        if (error instanceof S3ConfigError) throw new UsageError(error.message);
+        throw error;
+      }
+      s3 = {
+        backend,
+        endpoint: text(values, "s3-endpoint"),
+        region: text(values, "s3-region"),
+        pathStyle: flag(values, "s3-path-style") ? true : undefined,
+        accessKeyFile: text(values, "s3-access-key-file"),
+        secretKeyFile: text(values, "s3-secret-key-file"),
+        partSize: values["s3-part-size"] as number | undefined,
+      };
+      path = "";
+      if (
+        !flag(values, "no-auth") && !text(values, "proxy-auth-username") &&
+        !text(values, "htpasswd-file")
+      ) {
+        throw new UsageError("--backend s3://… needs --htpasswd-file (or --no-auth)");
+      }
+      if (flag(values, "tls") && (!text(values, "tls-cert") || !text(values, "tls-key"))) {
+        throw new UsageError("--backend s3://… with --tls needs --tls-cert and --tls-key");
+      }
+    } else {
+      throw new UsageError(`unsupported --backend ${backend}: use file:///DIR or s3://BUCKET`);
+    }
+  }
+  if (path === undefined || (path === "" && s3 === null)) {
     throw new UsageError("--path is required (the data directory)");
   }
   const tls = flag(values, "tls");
@@ -164,6 +251,7 @@ export function buildServeConfig(values: FlagValues, positionals: string[]): Ser
   const trimmed = path.length > 1 ? path.replace(/\/+$/, "") : path;
   return {
     path: trimmed,
+    s3,
     listen: text(values, "listen") ?? ":8000",
     log: text(values, "log") ?? null,
     logFormat,

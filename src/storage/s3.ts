@@ -23,7 +23,9 @@
 //   aborts multipart uploads there). Markers known to exist are remembered for `dirCacheMs`.
 // - Listing uses ListObjectsV2 with delimiter "/" and continuation tokens, streamed page by
 //   page, re-sorted into name order (S3 orders "a-b" before the directory "a/").
-// - move = CopyObject (UploadPartCopy above `multipartCopyThreshold`) + DeleteObject.
+// - move = CopyObject (UploadPartCopy above `multipartCopyThreshold`) + DeleteObject: not
+//   atomic (a crash in between leaves both names), as the fs provider's fallback without links.
+// - Times: S3 keeps no access time, so atimeMs is the modification time.
 // - Reads are ranged GETs; a read interrupted mid-body resumes from where it stopped, pinned to
 //   the object's ETag (If-Match), up to `readResumes` times.
 // - Throttling, 5xx and network errors are retried (see s3_client.ts); when the store stays
@@ -33,7 +35,14 @@ import { StowageError, toStowageError } from "../errors.ts";
 import { assertSafeKey, unsafeKeyReason } from "./keys.ts";
 import type { BeginOptions, ByteRange, Entry, Provider, Stat, Upload } from "./provider.ts";
 import { compareNames, parentKey } from "./provider.ts";
-import { md5Hex, S3Client, type S3ClientOptions, s3Error, type S3Request } from "./s3_client.ts";
+import {
+  md5Hex,
+  type S3Answer,
+  S3Client,
+  type S3ClientOptions,
+  s3Error,
+  type S3Request,
+} from "./s3_client.ts";
 import { NameOrder } from "./s3_list.ts";
 import {
   completeMultipartXml,
@@ -123,6 +132,22 @@ function emptyStream(): ReadableStream<Uint8Array> {
   });
 }
 
+/** reader.read(), failing when no chunk arrives within `ms` (a stalled connection). */
+async function readWithin<T>(
+  reader: ReadableStreamDefaultReader<T>,
+  ms: number,
+): Promise<ReadableStreamReadResult<T>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no data for ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([reader.read(), stalled]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function unquote(etag: string | null): string {
   return (etag ?? "").replace(/"/g, "");
 }
@@ -206,7 +231,8 @@ export class S3Provider implements Provider {
     return key === "" ? "" : `${key}/`;
   }
 
-  async send(request: S3Request) {
+  /** One raw request to the bucket (retries and error mapping included). */
+  async send(request: S3Request): Promise<S3Answer> {
     return await this.client.send(request);
   }
 
@@ -412,12 +438,13 @@ export class S3Provider implements Provider {
     let position = start;
     let resumes = this.#readResumes;
     const client = this.client;
+    const idleMs = client.timeoutMs;
     return new ReadableStream<Uint8Array>({
       async pull(controller) {
         for (;;) {
           let failure: unknown = null;
           try {
-            const { value, done } = await reader.read();
+            const { value, done } = await readWithin(reader, idleMs);
             if (!done) {
               position += value.byteLength;
               controller.enqueue(value);
@@ -605,8 +632,8 @@ export class S3Provider implements Provider {
       levels.unshift(d);
     }
     if (levels.length === 0) return;
-    const probes = await Promise.all(levels.map((level) => this.#probe(level)));
-    if (probes.some((probe) => probe.file !== null)) {
+    const files = await Promise.all(levels.map((level) => this.#head(this.objectKey(level))));
+    if (files.some((file) => file !== null)) {
       throw new StowageError("NotDirectory", "not a directory");
     }
     await Promise.all(levels.map(async (level) => {
@@ -837,7 +864,12 @@ export class S3Provider implements Provider {
    * PUTs a whole object. `noReplace` sends `If-None-Match: *` (or checks first when conditional
    * PUTs are off); a 412 after a retry counts as success when the stored ETag is our MD5.
    */
-  async putObject(objectKey: string, key: string, body: Uint8Array, noReplace: boolean) {
+  async putObject(
+    objectKey: string,
+    key: string,
+    body: Uint8Array,
+    noReplace: boolean,
+  ): Promise<void> {
     if (noReplace && !this.#conditionalPut && (await this.#probe(key)).file !== null) {
       throw new StowageError("Exists", "already exists");
     }
@@ -966,6 +998,7 @@ class S3Upload implements Upload {
       await Promise.race(this.#inflight);
     }
     if (this.#failure) throw this.#failure;
+    if (this.#state !== "open") throw new StowageError("Internal", "upload already finished");
   }
 
   async #uploadPart(number: number, data: Uint8Array): Promise<void> {

@@ -38,7 +38,10 @@ export interface S3ClientOptions {
   pathStyle?: boolean;
   credentials: S3Credentials;
   retry?: S3RetryOptions;
-  /** Time allowed until a response's headers arrive, per attempt (default 120 000 ms). */
+  /**
+   * Time allowed until a response's headers arrive, per attempt, and between two chunks of an
+   * object being read (default 120 000 ms).
+   */
   requestTimeoutMs?: number;
   /**
    * Sign the SHA-256 of every request body instead of sending UNSIGNED-PAYLOAD (default false:
@@ -136,7 +139,8 @@ export class S3Client {
   readonly #tries: number;
   readonly #baseDelayMs: number;
   readonly #maxTotalMs: number;
-  readonly #timeoutMs: number;
+  /** Time allowed for response headers, and between two chunks of a streamed body. */
+  readonly timeoutMs: number;
   readonly #signPayload: boolean;
   readonly #fetch: typeof fetch;
 
@@ -180,7 +184,7 @@ export class S3Client {
     this.#tries = Math.max(1, options.retry?.tries ?? 5);
     this.#baseDelayMs = Math.max(0, options.retry?.baseDelayMs ?? 200);
     this.#maxTotalMs = Math.max(0, options.retry?.maxTotalMs ?? 10_000);
-    this.#timeoutMs = Math.max(1, options.requestTimeoutMs ?? 120_000);
+    this.timeoutMs = Math.max(1, options.requestTimeoutMs ?? 120_000);
     this.#signPayload = options.signPayload ?? false;
     this.#fetch = options.fetch ?? fetch;
   }
@@ -254,7 +258,7 @@ export class S3Client {
     let networkError: unknown = null;
     for (let attempt = 1;; attempt++) {
       const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(new Error("timed out")), this.#timeoutMs);
+      const timer = setTimeout(() => controller.abort(new Error("timed out")), this.timeoutMs);
       let response: Response | null = null;
       let text = "";
       let ok = false;
@@ -269,7 +273,7 @@ export class S3Client {
         if (response !== null) await response.body?.cancel().catch(() => {});
         response = null;
         networkError = controller.signal.aborted
-          ? new Error(`no answer within ${this.#timeoutMs} ms`)
+          ? new Error(`no answer within ${this.timeoutMs} ms`)
           : error;
         failure = null;
       } finally {
@@ -292,7 +296,7 @@ export class S3Client {
       await sleep(delay);
     }
     if (failure !== null) throw s3Error(failure, this.#what(request), this.location);
-    const reason = networkError instanceof Error ? networkError.message : String(networkError);
+    const reason = networkReason(networkError);
     throw new StowageError("Unavailable", "object store unavailable", {
       detail: `s3 ${this.#what(request)}: cannot reach ${this.location}: ${reason}`,
       cause: networkError,
@@ -304,6 +308,15 @@ export class S3Client {
     const window = this.#baseDelayMs * 2 ** (attempt - 1);
     return Math.round(window / 2 + Math.random() * window / 2);
   }
+}
+
+/** The most telling text of a fetch failure ("fetch failed" hides the reason in its cause). */
+function networkReason(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? error.cause.message : "";
+  const inner = /: ([^:]*\(os error \d+\))$/.exec(cause)?.[1] ??
+    /tcp connect error: (.*)$/.exec(cause)?.[1];
+  return inner ?? (cause || error.message);
 }
 
 function isRetryable(failure: AttemptFailure): boolean {
