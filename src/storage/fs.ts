@@ -46,6 +46,28 @@ function isNotSupported(error: unknown): boolean {
   return error instanceof Deno.errors.NotSupported || /ENOTSUP|EOPNOTSUPP|EINVAL|ENOTTY/.test(text);
 }
 
+/**
+ * Write buffers of finished uploads, kept for the next ones: a large upload needs two, and
+ * allocating (and zeroing) fresh megabytes per upload costs CPU and leaves garbage behind.
+ */
+const bufferPool = {
+  free: new Map<number, Uint8Array[]>(),
+  kept: 0,
+  take(size: number): Uint8Array {
+    const pooled = this.free.get(size)?.pop();
+    if (pooled === undefined) return new Uint8Array(size);
+    this.kept -= size;
+    return pooled;
+  },
+  give(buffer: Uint8Array): void {
+    if (this.kept >= 32 * 1024 * 1024) return;
+    const list = this.free.get(buffer.byteLength) ?? [];
+    list.push(buffer);
+    this.free.set(buffer.byteLength, list);
+    this.kept += buffer.byteLength;
+  },
+};
+
 /** Writes up to this size go to the page cache synchronously (cheaper than an async op). */
 const SMALL_WRITE = 256 * 1024;
 
@@ -572,7 +594,7 @@ class FsUpload implements Upload {
   }
 
   #buffer(): Uint8Array {
-    this.#buffers[this.#active] ??= new Uint8Array(this.#bufferSize);
+    this.#buffers[this.#active] ??= bufferPool.take(this.#bufferSize);
     return this.#buffers[this.#active];
   }
 
@@ -615,10 +637,17 @@ class FsUpload implements Upload {
     await this.#writeAll(this.#buffer().subarray(0, n));
   }
 
+  /** Returns the write buffers to the pool (no write is in flight any more). */
+  #releaseBuffers(): void {
+    for (const buffer of this.#buffers) if (buffer) bufferPool.give(buffer);
+    this.#buffers.length = 0;
+  }
+
   async commit(options: { replace: boolean }): Promise<void> {
     if (this.#done) throw new StowageError("Internal", "upload already finished");
     try {
       await this.#flush();
+      this.#releaseBuffers();
       await this.provider.syncFile(this.#file!);
       this.#file!.close();
       this.#file = null;
@@ -636,6 +665,7 @@ class FsUpload implements Upload {
     this.#done = true;
     await this.#inFlight?.catch(() => {});
     this.#inFlight = null;
+    this.#releaseBuffers();
     try {
       this.#file?.close();
     } catch {
