@@ -226,8 +226,12 @@ export async function buildServer(
       ? s3.sweepUploads(TEMP_FILE_MAX_AGE_MS).then((n) => {
         if (n > 0) log.info(`Aborted ${n} abandoned multipart upload(s)`);
       })
-      : fsProvider!.sweepTempFiles(TEMP_FILE_MAX_AGE_MS).then((n) => {
-        if (n > 0) log.info(`Removed ${n} abandoned upload temp file(s)`);
+      : fsProvider!.sweepTempFiles(TEMP_FILE_MAX_AGE_MS).then((removed) => {
+        if (removed.files === 0) return;
+        // Every swept file was there when the quota was measured at start (uploads of this
+        // process clean up after themselves), so its bytes come off the usage.
+        quota?.adjust(-removed.bytes);
+        log.info(`Removed ${removed.files} abandoned upload temp file(s)`);
       })).catch((error) => log.error(`upload sweep failed: ${(error as Error).message}`));
   return {
     handler,

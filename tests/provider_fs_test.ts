@@ -379,3 +379,18 @@ Deno.test("fs: a key with a 255-character segment can be uploaded", async () => 
     assertEquals(await diskNames(`${root}/long`), [name]);
   });
 });
+
+Deno.test("fs: an aborted upload removes the directories it created, not others", async () => {
+  await withFs({}, async ({ provider, root }) => {
+    await provider.mkdir("keep");
+    const upload = await provider.begin("keep/new/deeper/x");
+    await upload.abort();
+    assertEquals(await diskNames(`${root}/keep`), []);
+    const other = await provider.begin("keep/a/x");
+    const sibling = await provider.begin("keep/a/y");
+    await sibling.writable.getWriter().close();
+    await sibling.commit({ replace: false });
+    await other.abort();
+    assertEquals(await diskNames(`${root}/keep/a`), ["y"]);
+  });
+});

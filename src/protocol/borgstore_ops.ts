@@ -174,6 +174,9 @@ export async function move(
   await requireStore(store);
   validateName(current);
   validateName(next);
+  if (next.startsWith(`${current}/`)) {
+    throw new StowageError("BadRequest", `cannot move ${current} into itself`);
+  }
   checkPermission(store.permissions, current, "D");
   await locksFor(store.provider).run([current, next], async () => {
     const target = await onItem(next, () => store.provider.stat(next));

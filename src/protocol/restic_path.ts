@@ -34,8 +34,12 @@ export function parseResticPath(rawPath: string, search: string): PathResult {
   } catch {
     return { kind: "invalid" };
   }
+  // Control characters never name anything; refusing them here also keeps them out of the
+  // Location header of the redirect below.
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(decoded)) return { kind: "invalid" };
   const cleaned = cleanPath(decoded);
-  if (cleaned !== decoded) return { kind: "redirect", location: cleaned + search };
+  if (cleaned !== decoded) return { kind: "redirect", location: encodeURI(cleaned) + search };
   const pieces = decoded.split("/");
   // pieces[0] is "" (leading slash); candidates are the pieces strictly between the first and
   // the last, at most two of them (Go: SplitN(path, "/", 4)).

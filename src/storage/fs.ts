@@ -310,6 +310,34 @@ export class FsProvider implements Provider {
     }, { highWaterMark: 0 });
   }
 
+  /** The directories from `dirPath` up that do not exist yet, deepest first. */
+  #missingDirs(dirPath: string): string[] {
+    const missing: string[] = [];
+    let current = dirPath;
+    while (current.length > this.root.length) {
+      try {
+        Deno.lstatSync(current);
+        break;
+      } catch {
+        missing.push(current);
+        current = current.slice(0, current.lastIndexOf("/"));
+      }
+    }
+    return missing;
+  }
+
+  /** Removes directories an aborted upload created, as far as they are still empty. */
+  removeEmptyDirs(dirs: string[]): void {
+    for (const dir of dirs) {
+      try {
+        Deno.removeSync(dir); // fails on a non-empty directory, which then stays
+      } catch {
+        return;
+      }
+    }
+    this.#verifiedDirs.clear();
+  }
+
   /** Creates a directory and its parents, after checking the deepest existing ancestor. */
   async #mkdirs(dirPath: string): Promise<void> {
     if (await this.#realRootPath() !== null) {
@@ -337,11 +365,13 @@ export class FsProvider implements Provider {
     if (key === "") throw new StowageError("BadRequest", "empty name");
     const dir = this.path(parentKey(key));
     const createParents = options.createParents ?? true;
+    let created: string[] = [];
     try {
       await this.#checkDir(dir);
     } catch (error) {
       const e = toStowageError(error);
       if (e.kind !== "NotFound" || !createParents) throw e;
+      created = this.#missingDirs(dir);
       await this.#mkdirs(dir);
       await this.#checkDir(dir);
     }
@@ -366,7 +396,7 @@ export class FsProvider implements Provider {
     const bufferSize = hint === undefined
       ? this.#bufferSize
       : Math.min(this.#bufferSize, Math.max(4096, hint));
-    return new FsUpload(this, file, temp, path, dir, bufferSize);
+    return new FsUpload(this, file, temp, path, dir, bufferSize, created);
   }
 
   /** fsync for a file; remembers and warns once when the file system cannot do it. */
@@ -498,11 +528,13 @@ export class FsProvider implements Provider {
 
   /**
    * Removes temp files of uploads that were abandoned (crash, kill -9): those not written to for
-   * `olderThanMs`. Walks the whole tree, one directory at a time. Returns how many were removed.
+   * `olderThanMs`. Walks the whole tree, one directory at a time. Returns how many files and
+   * bytes were removed (so quotas measured at start can give the bytes back).
    */
-  async sweepTempFiles(olderThanMs: number): Promise<number> {
+  async sweepTempFiles(olderThanMs: number): Promise<{ files: number; bytes: number }> {
     const cutoff = Date.now() - olderThanMs;
     let removed = 0;
+    let bytes = 0;
     const pending = [this.root];
     while (pending.length > 0) {
       const dir = pending.pop()!;
@@ -513,7 +545,10 @@ export class FsProvider implements Provider {
           else if (entry.isFile && isTempName(entry.name)) {
             const info = await Deno.lstat(path).catch(() => null);
             if (info && (info.mtime?.getTime() ?? 0) < cutoff) {
-              await Deno.remove(path).then(() => removed++, () => {});
+              await Deno.remove(path).then(() => {
+                removed++;
+                bytes += info.size;
+              }, () => {});
             }
           }
         }
@@ -521,7 +556,7 @@ export class FsProvider implements Provider {
         // a directory that vanished or cannot be read is skipped
       }
     }
-    return removed;
+    return { files: removed, bytes };
   }
 
   async removeTree(dir: string): Promise<void> {
@@ -564,6 +599,8 @@ class FsUpload implements Upload {
     private readonly final: string,
     private readonly dir: string,
     bufferSize: number,
+    /** Directories begin() created for this upload, deepest first (removed on abort). */
+    private readonly createdDirs: string[] = [],
   ) {
     this.#file = file;
     this.#bufferSize = bufferSize;
@@ -673,5 +710,6 @@ class FsUpload implements Upload {
     }
     this.#file = null;
     await Deno.remove(this.temp).catch(() => {});
+    this.provider.removeEmptyDirs(this.createdDirs);
   }
 }
