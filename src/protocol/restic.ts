@@ -398,9 +398,15 @@ export function createResticHandler(
     labels: { user: string; repo: string; type: string },
   ): Promise<Response> {
     const body = call.request.body ?? emptyStream();
-    const existing = await provider.stat(objectPath);
-    if (existing !== null) return await identicalRetry(body, objectPath, id, existing.size);
-
+    // An existing ID is never overwritten. With verification, a retry whose bytes equal the
+    // stored object succeeds (a reply lost on the way, also in append-only mode); anything else
+    // gets rest-server's 403. The retry is streamed into a temp file like any upload, so a
+    // concurrent DELETE of the stored object cannot lose it.
+    const existedAtStart = await provider.stat(objectPath) !== null;
+    if (existedAtStart && !options.verifyUpload) {
+      await body.cancel().catch(() => {});
+      return resticError(403, "POST");
+    }
     const declared = declaredLength(call.request);
     const reservation: Reservation | null = reserveAll(call.quotas, declared ?? 0);
     const upload = await provider.begin(objectPath, {
@@ -410,22 +416,37 @@ export function createResticHandler(
       throw error;
     });
     const digest = options.verifyUpload ? digestingStream("sha256") : null;
+    const discard = async () => {
+      await upload.abort();
+      reservation?.release();
+    };
     try {
       let stream = body;
       if (digest) stream = stream.pipeThrough(digest.stream);
       if (reservation) stream = stream.pipeThrough(quotaStream(reservation));
       await stream.pipeTo(upload.writable);
       if (digest && digest.hex() !== id) {
-        throw new StowageError("HashMismatch", "content does not match its ID");
+        throw existedAtStart
+          ? new StowageError("Exists", "an object with this ID exists")
+          : new StowageError("HashMismatch", "content does not match its ID");
+      }
+      if (existedAtStart) {
+        const same = await storedMatches(objectPath, id);
+        if (same !== null) {
+          await discard();
+          return same ? resticOk() : resticError(403, "POST");
+        }
+        // deleted meanwhile: store this verified copy instead
       }
       await upload.commit({ replace: false });
     } catch (error) {
-      await upload.abort();
-      reservation?.release();
+      await discard();
       const e = bodyError(error, false);
-      if (e.kind === "Exists" && options.verifyUpload) {
-        // A concurrent upload of the same verified ID won the race: identical bytes.
-        return resticOk();
+      if (e.kind === "Exists" && options.verifyUpload && digest?.hex() === id) {
+        // A concurrent upload of the same ID committed first: compare with what it stored.
+        const same = await storedMatches(objectPath, id);
+        if (same === null) throw new StowageError("Unavailable", "object changed meanwhile");
+        return same ? resticOk() : resticError(403, "POST");
       }
       throw e;
     }
@@ -435,29 +456,14 @@ export function createResticHandler(
     return resticOk();
   }
 
-  /**
-   * An upload of an existing ID: 200 when the body and the stored object both hash to the ID
-   * (a retry after a lost reply, safe even in append-only mode), otherwise 403 as rest-server.
-   */
-  async function identicalRetry(
-    body: ReadableStream<Uint8Array>,
-    objectPath: string,
-    id: string,
-    storedSize: number,
-  ): Promise<Response> {
-    if (!options.verifyUpload) {
-      await body.cancel().catch(() => {});
-      return resticError(403, "POST");
-    }
-    let incoming;
+  /** Whether the stored object hashes to `id`; null when it no longer exists. */
+  async function storedMatches(objectPath: string, id: string): Promise<boolean | null> {
     try {
-      incoming = await hashStream(body);
+      return (await hashStream(await provider.read(objectPath))).hex === id;
     } catch (error) {
-      throw bodyError(error, false);
+      if (toStowageError(error).kind === "NotFound") return null;
+      throw error;
     }
-    if (incoming.hex !== id || incoming.bytes !== storedSize) return resticError(403, "POST");
-    const stored = await hashStream(await provider.read(objectPath));
-    return stored.hex === id ? resticOk() : resticError(403, "POST");
   }
 
   return async (request: Request) => {
