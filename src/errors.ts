@@ -34,10 +34,6 @@ export class StowageError extends Error {
   }
 }
 
-export function isKind(error: unknown, kind: ErrorKind): boolean {
-  return error instanceof StowageError && error.kind === kind;
-}
-
 /** Converts anything thrown by Deno or Node APIs into a StowageError without leaking paths. */
 export function toStowageError(error: unknown): StowageError {
   if (error instanceof StowageError) return error;

@@ -1,13 +1,7 @@
 // src/stream/digest.ts: digesting pass-through, whole-stream hashing, exact body length, draining.
 
 import { createHash } from "node:crypto";
-import {
-  BodyLengthError,
-  digestingStream,
-  drainBody,
-  exactLengthStream,
-  hashStream,
-} from "../src/stream/digest.ts";
+import { digestingStream, drainBody, hashStream } from "../src/stream/digest.ts";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import {
   CHUNK_SIZES,
@@ -99,46 +93,6 @@ Deno.test("hashStream hashes whole streams (size matrix)", async () => {
     },
   });
   await assertRejects(() => hashStream(failing), (e) => (e as Error).message === "boom");
-});
-
-async function runExact(expected: number | null, size: number, chunk: number) {
-  const data = patterned(size, 77);
-  return await collect(chunkedStream(data, chunk).pipeThrough(exactLengthStream(expected)));
-}
-
-Deno.test("exactLengthStream: exact length passes, unchanged", async () => {
-  for (const [size, chunk] of [[0, 1], [1, 1], [65536, 7168], [3_000_000, 1 << 20]]) {
-    const out = await runExact(size, size, chunk);
-    assertEquals(sha256(out), sha256(patterned(size, 77)), `${size}/${chunk}`);
-  }
-  assertEquals((await runExact(null, 12345, 1000)).byteLength, 12345, "null: any length");
-});
-
-Deno.test("exactLengthStream: a short body errors at the end", async () => {
-  const seen: number[] = [];
-  const stream = chunkedStream(patterned(1000), 100).pipeThrough(exactLengthStream(1001));
-  await assertRejects(
-    async () => {
-      for await (const chunk of stream) seen.push(chunk.byteLength);
-    },
-    (e) => e instanceof BodyLengthError && /shorter/.test(e.message),
-  );
-  assertEquals(seen.reduce((a, b) => a + b, 0), 1000, "all bytes arrive before the error");
-  await assertRejects(() => runExact(5, 0, 1), (e) => e instanceof BodyLengthError);
-});
-
-Deno.test("exactLengthStream: a long body errors as soon as it is too long", async () => {
-  let total = 0;
-  const stream = chunkedStream(patterned(10_000), 1000).pipeThrough(exactLengthStream(4500));
-  await assertRejects(
-    async () => {
-      for await (const chunk of stream) total += chunk.byteLength;
-    },
-    (e) => e instanceof BodyLengthError && /longer/.test(e.message),
-  );
-  assert(total <= 4500, `at most the expected bytes pass: ${total}`);
-  await assertRejects(() => runExact(0, 1, 1), (e) => e instanceof BodyLengthError);
-  await assertRejects(() => runExact(65536, 65537, 7168), (e) => e instanceof BodyLengthError);
 });
 
 Deno.test("drainBody consumes a body, ignores missing, used and broken bodies", async () => {

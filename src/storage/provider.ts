@@ -80,11 +80,6 @@ function codePointRank(unit: number): number {
   return unit;
 }
 
-/** Joins validated key segments. */
-export function joinKey(...parts: string[]): string {
-  return parts.filter((p) => p !== "").join("/");
-}
-
 export function parentKey(key: string): string {
   const i = key.lastIndexOf("/");
   return i < 0 ? "" : key.slice(0, i);
@@ -93,25 +88,4 @@ export function parentKey(key: string): string {
 export function baseName(key: string): string {
   const i = key.lastIndexOf("/");
   return i < 0 ? key : key.slice(i + 1);
-}
-
-/** Collects a stream fully; for tests and small internal files only, never for objects. */
-export async function readAllSmall(
-  stream: ReadableStream<Uint8Array>,
-  limit: number,
-): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of stream) {
-    total += chunk.byteLength;
-    if (total > limit) throw new Error(`readAllSmall: more than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }

@@ -58,35 +58,6 @@ export async function hashStream(
   return { hex: hash.digest("hex"), bytes };
 }
 
-/**
- * Ensures a body is exactly `expected` bytes long (when known): more bytes error at once,
- * fewer error at the end. Protects against truncated bodies on transports that do not.
- */
-export function exactLengthStream(
-  expected: number | null,
-): TransformStream<Uint8Array, Uint8Array> {
-  let seen = 0;
-  return new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      seen += chunk.byteLength;
-      if (expected !== null && seen > expected) {
-        controller.error(new BodyLengthError("request body longer than Content-Length"));
-        return;
-      }
-      controller.enqueue(chunk);
-    },
-    flush(controller) {
-      if (expected !== null && seen !== expected) {
-        controller.error(new BodyLengthError("request body shorter than Content-Length"));
-      }
-    },
-  });
-}
-
-export class BodyLengthError extends Error {
-  override name = "BodyLengthError";
-}
-
 /** Reads and discards a request body so keep-alive and stdio streams stay in sync. */
 export async function drainBody(request: Request): Promise<void> {
   if (request.body === null || request.bodyUsed) return;
