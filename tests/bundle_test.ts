@@ -13,6 +13,7 @@ import { PERMISSIONS } from "../scripts/compile.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { onPath } from "./_peers.ts";
 import { randomBytes, treeSnapshot } from "./_server.ts";
+import { resticOk } from "./_restic.ts";
 
 const BUNDLE = Deno.env.get("STOWAGE_BUNDLE") ||
   new URL("../dist/stowage.js", import.meta.url).pathname;
@@ -110,19 +111,6 @@ async function startBundle(work: string, args: string[]): Promise<BundleServer> 
   };
 }
 
-async function restic(repo: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command("restic", {
-    args: ["--no-cache", "-r", repo, ...args],
-    env: { RESTIC_PASSWORD: "bundle test" },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  const decoder = new TextDecoder();
-  assertEquals(out.code, 0, `restic ${args.join(" ")}:\n${decoder.decode(out.stderr)}`);
-  return decoder.decode(out.stdout);
-}
-
 async function makeTree(root: string): Promise<void> {
   await Deno.mkdir(`${root}/sub/deeper`, { recursive: true });
   await Deno.writeFile(`${root}/empty`, new Uint8Array());
@@ -156,16 +144,16 @@ Deno.test({
       const repo = `rest:${base}/alice/laptop/`;
       const source = `${work}/source`;
       await makeTree(source);
-      await restic(repo, ["init"]);
-      await restic(repo, ["backup", source]);
+      await resticOk(repo, ["init"]);
+      await resticOk(repo, ["backup", source]);
       await Deno.writeTextFile(`${source}/later.txt`, "second backup\n");
-      await restic(repo, ["backup", source]);
-      await restic(repo, ["check", "--read-data"]);
-      await restic(repo, ["restore", "latest", "--target", `${work}/restore`]);
+      await resticOk(repo, ["backup", source]);
+      await resticOk(repo, ["check", "--read-data"]);
+      await resticOk(repo, ["restore", "latest", "--target", `${work}/restore`]);
       assertEquals(await treeSnapshot(`${work}/restore${source}`), await treeSnapshot(source));
-      await restic(repo, ["forget", "--keep-last", "1", "--prune"]);
-      assertEquals(JSON.parse(await restic(repo, ["snapshots", "--json"])).length, 1);
-      await restic(repo, ["check"]);
+      await resticOk(repo, ["forget", "--keep-last", "1", "--prune"]);
+      assertEquals(JSON.parse(await resticOk(repo, ["snapshots", "--json"])).length, 1);
+      await resticOk(repo, ["check"]);
 
       const borg = {
         accept: "application/vnd.x.borgstore.rest.v1",

@@ -14,6 +14,7 @@ import {
 import { assert, assertEquals, assertRejects, assertThrows } from "./_assert.ts";
 import { peerMissing } from "./_peers.ts";
 import { randomBytes, sha256Hex, treeSnapshot } from "./_server.ts";
+import { resticOk } from "./_restic.ts";
 
 const ORIGIN = "http://stowage.test";
 const BORG = { accept: "application/vnd.x.borgstore.rest.v1" };
@@ -366,19 +367,6 @@ Deno.test("library: the custom provider example serves restic and borg and journ
   }
 });
 
-async function restic(repo: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command("restic", {
-    args: ["--no-cache", "-r", repo, ...args],
-    env: { RESTIC_PASSWORD: "library test" },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).output();
-  const decoder = new TextDecoder();
-  assertEquals(out.code, 0, `restic ${args.join(" ")}:\n${decoder.decode(out.stderr)}`);
-  return decoder.decode(out.stdout);
-}
-
 Deno.test({
   name: "library: real restic against Deno.serve(createHandler({ provider: MemoryProvider }))",
   ignore: peerMissing("restic"),
@@ -392,10 +380,10 @@ Deno.test({
       await Deno.writeFile(`${source}/sub/blob.bin`, randomBytes(3 * 1024 * 1024));
       await Deno.writeTextFile(`${source}/notes.txt`, "embedded\n".repeat(50));
       const repo = `rest:${served.url}/embedded/`;
-      await restic(repo, ["init"]);
-      await restic(repo, ["backup", source]);
-      await restic(repo, ["check", "--read-data"]);
-      await restic(repo, ["restore", "latest", "--target", `${work}/restore`]);
+      await resticOk(repo, ["init"]);
+      await resticOk(repo, ["backup", source]);
+      await resticOk(repo, ["check", "--read-data"]);
+      await resticOk(repo, ["restore", "latest", "--target", `${work}/restore`]);
       assertEquals(await treeSnapshot(`${work}/restore${source}`), await treeSnapshot(source));
     } finally {
       await served.stop();

@@ -5,34 +5,9 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { peerMissing } from "./_peers.ts";
 import { MAIN, randomBytes, spawnStowage, treeSnapshot } from "./_server.ts";
+import { resticOk, runRestic } from "./_restic.ts";
 
 const RESTIC_IGNORED = peerMissing("restic");
-
-interface ResticRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function restic(repo: string, args: string[], extraEnv: Record<string, string> = {}): Promise<
-  ResticRun
-> {
-  const out = await new Deno.Command("restic", {
-    args: ["--no-cache", "-r", repo, ...args],
-    env: { RESTIC_PASSWORD: "correct horse battery staple", ...extraEnv },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(240_000),
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
-
-async function ok(repo: string, args: string[]): Promise<string> {
-  const run = await restic(repo, args);
-  assertEquals(run.code, 0, `restic ${args.join(" ")} failed:\n${run.stderr}`);
-  return run.stdout;
-}
 
 /** A tree with empty files, a 20 MiB file, many small files and a nested directory. */
 async function makeTree(root: string): Promise<void> {
@@ -50,21 +25,21 @@ async function makeTree(root: string): Promise<void> {
 async function fullCycle(repo: string, work: string): Promise<void> {
   const source = `${work}/source`;
   await makeTree(source);
-  await ok(repo, ["init"]);
-  await ok(repo, ["backup", source]);
+  await resticOk(repo, ["init"]);
+  await resticOk(repo, ["backup", source]);
   await Deno.writeTextFile(`${source}/added-later.txt`, "second backup\n");
   await Deno.writeFile(`${source}/small/file-1.bin`, randomBytes(5000));
-  await ok(repo, ["backup", source]);
-  const snapshots = JSON.parse(await ok(repo, ["snapshots", "--json"]));
+  await resticOk(repo, ["backup", source]);
+  const snapshots = JSON.parse(await resticOk(repo, ["snapshots", "--json"]));
   assertEquals(snapshots.length, 2);
-  await ok(repo, ["check", "--read-data"]);
-  await ok(repo, ["restore", "latest", "--target", `${work}/restore`]);
+  await resticOk(repo, ["check", "--read-data"]);
+  await resticOk(repo, ["restore", "latest", "--target", `${work}/restore`]);
   const original = await treeSnapshot(source);
   const restored = await treeSnapshot(`${work}/restore${source}`);
   assertEquals(restored, original);
-  await ok(repo, ["forget", "--keep-last", "1", "--prune"]);
-  assertEquals(JSON.parse(await ok(repo, ["snapshots", "--json"])).length, 1);
-  await ok(repo, ["check"]);
+  await resticOk(repo, ["forget", "--keep-last", "1", "--prune"]);
+  assertEquals(JSON.parse(await resticOk(repo, ["snapshots", "--json"])).length, 1);
+  await resticOk(repo, ["check"]);
 }
 
 Deno.test({
@@ -78,7 +53,7 @@ Deno.test({
     await Deno.writeTextFile(`${data}/.htpasswd`, "alice:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n");
     const server = await spawnStowage(["--path", data, "--listen", "127.0.0.1:0"]);
     try {
-      const denied = await restic(`rest:http://alice:wrong@127.0.0.1:${server.port}/repo1/`, [
+      const denied = await runRestic(`rest:http://alice:wrong@127.0.0.1:${server.port}/repo1/`, [
         "init",
       ]);
       assert(denied.code !== 0, "a wrong password must not init");
@@ -158,20 +133,20 @@ Deno.test({
     try {
       await Deno.mkdir(`${work}/src`);
       await Deno.writeFile(`${work}/src/a.bin`, randomBytes(300_000));
-      await ok(repo, ["init"]);
-      await ok(repo, ["backup", `${work}/src`]);
+      await resticOk(repo, ["init"]);
+      await resticOk(repo, ["backup", `${work}/src`]);
       await Deno.writeFile(`${work}/src/b.bin`, randomBytes(1000));
-      await ok(repo, ["backup", `${work}/src`]);
+      await resticOk(repo, ["backup", `${work}/src`]);
       const before = await treeSnapshot(`${work}/data/ao`);
-      const prune = await restic(repo, ["forget", "--keep-last", "1", "--prune"]);
+      const prune = await runRestic(repo, ["forget", "--keep-last", "1", "--prune"]);
       assert(prune.code !== 0, "prune must fail in append-only mode");
-      await ok(repo, ["unlock"]);
+      await resticOk(repo, ["unlock"]);
       const after = await treeSnapshot(`${work}/data/ao`);
       for (const [name, hash] of before) {
         if (!name.startsWith("locks/")) assertEquals(after.get(name), hash, name);
       }
-      assertEquals(JSON.parse(await ok(repo, ["snapshots", "--json"])).length, 2);
-      await ok(repo, ["check", "--read-data"]);
+      assertEquals(JSON.parse(await resticOk(repo, ["snapshots", "--json"])).length, 2);
+      await resticOk(repo, ["check", "--read-data"]);
     } finally {
       await server.stop();
       await Deno.remove(work, { recursive: true });
@@ -203,14 +178,14 @@ Deno.test({
     try {
       await Deno.mkdir(`${work}/src`);
       await Deno.writeFile(`${work}/src/a.bin`, randomBytes(100_000));
-      await ok(url("alice:secret", "alice/laptop"), ["init"]);
-      await ok(url("alice:secret", "alice/laptop"), ["backup", `${work}/src`]);
+      await resticOk(url("alice:secret", "alice/laptop"), ["init"]);
+      await resticOk(url("alice:secret", "alice/laptop"), ["backup", `${work}/src`]);
       const before = await treeSnapshot(`${data}/alice`);
       for (const args of [["snapshots"], ["cat", "config"], ["backup", `${work}/src`]]) {
-        const run = await restic(url("bob:hunter2", "alice/laptop"), args);
+        const run = await runRestic(url("bob:hunter2", "alice/laptop"), args);
         assert(run.code !== 0, `bob: restic ${args[0]} must fail`);
       }
-      const own = await restic(url("bob:hunter2", "bob/laptop"), ["init"]);
+      const own = await runRestic(url("bob:hunter2", "bob/laptop"), ["init"]);
       assertEquals(own.code, 0, own.stderr);
       assertEquals(await treeSnapshot(`${data}/alice`), before);
     } finally {

@@ -10,6 +10,7 @@ import { assert, assertEquals } from "./_assert.ts";
 import { CEPH_MISSING, type CephCluster, closedEndpoint, lazyCeph } from "./_ceph.ts";
 import { peerMissing } from "./_peers.ts";
 import { randomBytes, runStowage, spawnStowage, treeSnapshot } from "./_server.ts";
+import { resticOk } from "./_restic.ts";
 
 const WIRED = SERVE_FLAGS.some((flag) => flag.name === "s3-endpoint");
 const IGNORE = !WIRED || CEPH_MISSING || peerMissing("restic");
@@ -45,19 +46,6 @@ function credentials(cluster: CephCluster): Record<string, string> {
   };
 }
 
-async function restic(repo: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command("restic", {
-    args: ["--no-cache", "-r", repo, ...args],
-    env: { RESTIC_PASSWORD: "s3 cli test" },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(120_000),
-  }).output();
-  const decoder = new TextDecoder();
-  assertEquals(out.code, 0, `restic ${args.join(" ")}:\n${decoder.decode(out.stderr)}`);
-  return decoder.decode(out.stdout);
-}
-
 Deno.test({
   name: "s3 cli: serve --backend s3://… runs restic through the bucket",
   ignore: IGNORE,
@@ -79,10 +67,10 @@ Deno.test({
       await Deno.writeFile(`${source}/sub/blob.bin`, randomBytes(3 * 1024 * 1024));
       await Deno.writeTextFile(`${source}/notes.txt`, "through s3\n".repeat(100));
       const repo = `rest:${server.url}/cli/`;
-      await restic(repo, ["init"]);
-      await restic(repo, ["backup", source]);
-      await restic(repo, ["check", "--read-data"]);
-      await restic(repo, ["restore", "latest", "--target", `${work}/restore`]);
+      await resticOk(repo, ["init"]);
+      await resticOk(repo, ["backup", source]);
+      await resticOk(repo, ["check", "--read-data"]);
+      await resticOk(repo, ["restore", "latest", "--target", `${work}/restore`]);
       assertEquals(await treeSnapshot(`${work}/restore${source}`), await treeSnapshot(source));
     } finally {
       await server.stop();

@@ -12,6 +12,7 @@ import { assert, assertEquals } from "./_assert.ts";
 import { CEPH_MISSING, type CephCluster, lazyCeph } from "./_ceph.ts";
 import { peerMissing } from "./_peers.ts";
 import { randomBytes, treeSnapshot } from "./_server.ts";
+import { resticOk } from "./_restic.ts";
 
 const FIXTURE = new URL("./fixtures/s3_server.ts", import.meta.url).pathname;
 const BORG = "application/vnd.x.borgstore.rest.v1";
@@ -87,19 +88,6 @@ async function serveS3(cluster: CephCluster, prefix: string): Promise<Served> {
   };
 }
 
-async function restic(repo: string, args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command("restic", {
-    args: ["--no-cache", "-r", repo, ...args],
-    env: { RESTIC_PASSWORD: "s3 test", ...env },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(120_000),
-  }).output();
-  const decoder = new TextDecoder();
-  assertEquals(out.code, 0, `restic ${args.join(" ")}:\n${decoder.decode(out.stderr)}`);
-  return decoder.decode(out.stdout);
-}
-
 /** A source tree: a few MB of random data in big and small files. */
 async function makeSource(dir: string, seed: number): Promise<void> {
   await Deno.mkdir(`${dir}/sub/deeper`, { recursive: true });
@@ -129,18 +117,18 @@ Deno.test({
       const source = `${work}/source`;
       await makeSource(source, 1);
       const repo = `rest:${served.url}/repo/`;
-      await restic(repo, ["init"]);
-      await restic(repo, ["backup", source]);
+      await resticOk(repo, ["init"]);
+      await resticOk(repo, ["backup", source]);
       await Deno.writeTextFile(`${source}/sub/added.txt`, "second snapshot\n");
-      await restic(repo, ["backup", source]);
-      const snapshots = JSON.parse(await restic(repo, ["snapshots", "--json"]));
+      await resticOk(repo, ["backup", source]);
+      const snapshots = JSON.parse(await resticOk(repo, ["snapshots", "--json"]));
       assertEquals(snapshots.length, 2);
-      await restic(repo, ["check", "--read-data"]);
-      await restic(repo, ["restore", "latest", "--target", `${work}/restore`]);
+      await resticOk(repo, ["check", "--read-data"]);
+      await resticOk(repo, ["restore", "latest", "--target", `${work}/restore`]);
       assertEquals(await treeSnapshot(`${work}/restore${source}`), await treeSnapshot(source));
-      await restic(repo, ["forget", "--keep-last", "1", "--prune"]);
-      await restic(repo, ["check", "--read-data"]);
-      assertEquals(JSON.parse(await restic(repo, ["snapshots", "--json"])).length, 1);
+      await resticOk(repo, ["forget", "--keep-last", "1", "--prune"]);
+      await resticOk(repo, ["check", "--read-data"]);
+      assertEquals(JSON.parse(await resticOk(repo, ["snapshots", "--json"])).length, 1);
       // the empty locks directory lists as [] (a directory marker), not 404
       const locks = await fetch(`${served.url}/repo/locks/`, {
         headers: { accept: "application/vnd.x.restic.rest.v2" },
@@ -303,22 +291,22 @@ Deno.test({
       await Promise.all([makeSource(`${work}/one`, 2), makeSource(`${work}/two`, 3)]);
       const viaA = (repo: string) => `rest:${a.url}/${repo}/`;
       const viaB = (repo: string) => `rest:${b.url}/${repo}/`;
-      await Promise.all([restic(viaA("one"), ["init"]), restic(viaB("two"), ["init"])]);
+      await Promise.all([resticOk(viaA("one"), ["init"]), resticOk(viaB("two"), ["init"])]);
       await Promise.all([
-        restic(viaA("one"), ["backup", `${work}/one`]),
-        restic(viaB("two"), ["backup", `${work}/two`]),
+        resticOk(viaA("one"), ["backup", `${work}/one`]),
+        resticOk(viaB("two"), ["backup", `${work}/two`]),
       ]);
       // the second snapshot of each repository goes through the other instance, concurrently
       await Promise.all([
-        restic(viaB("one"), ["backup", `${work}/one`, `${work}/two`]),
-        restic(viaA("two"), ["backup", `${work}/two`]),
+        resticOk(viaB("one"), ["backup", `${work}/one`, `${work}/two`]),
+        resticOk(viaA("two"), ["backup", `${work}/two`]),
       ]);
       await Promise.all([
-        restic(viaB("one"), ["check", "--read-data"]),
-        restic(viaA("two"), ["check", "--read-data"]),
+        resticOk(viaB("one"), ["check", "--read-data"]),
+        resticOk(viaA("two"), ["check", "--read-data"]),
       ]);
-      assertEquals(JSON.parse(await restic(viaA("one"), ["snapshots", "--json"])).length, 2);
-      assertEquals(JSON.parse(await restic(viaB("two"), ["snapshots", "--json"])).length, 2);
+      assertEquals(JSON.parse(await resticOk(viaA("one"), ["snapshots", "--json"])).length, 2);
+      assertEquals(JSON.parse(await resticOk(viaB("two"), ["snapshots", "--json"])).length, 2);
     } finally {
       await Promise.all([a.stop(), b.stop()]);
       await Deno.remove(work, { recursive: true });
