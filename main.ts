@@ -54,7 +54,10 @@ async function serve(argv: string[]): Promise<void> {
   try {
     if (inherited.length > 0) {
       if (config.tls) throw new Error("--tls cannot be combined with systemd socket activation");
-      server = await serveActivated(built.handler, inherited, { log: (line) => log.error(line) });
+      server = await serveActivated(built.handler, inherited, {
+        log: (line) => log.error(line),
+        timeouts: config.timeouts,
+      });
     } else if (config.tls) {
       tlsServer = await startTlsListener(built.handler, {
         address: config.listen,
@@ -62,12 +65,15 @@ async function serve(argv: string[]): Promise<void> {
         keyFile: config.tlsKey,
         minVersion: config.tlsMinVersion,
         log: (line) => log.error(line),
+        timeouts: config.timeouts,
       });
       server = tlsServer;
     } else {
       server = await startListener(built.handler, {
         address: config.listen,
         unixSocketMode: config.unixSocketMode,
+        timeouts: config.timeouts,
+        log: (line) => log.error(line),
       });
     }
   } catch (error) {
@@ -140,7 +146,10 @@ async function borgstoreServer(argv: string[]): Promise<void> {
       fail(`--socket-activation expects exactly 1 socket from systemd, got ${count}`, 1);
     }
     const fds = listenFds(Deno.env, { checkPid: false });
-    const server = serveOnFd(built.handler, fds[0], { log: (line) => log.error(line) });
+    const server = serveOnFd(built.handler, fds[0], {
+      log: (line) => log.error(line),
+      timeouts: config.timeouts,
+    });
     await server.listening.catch((error) => fail(`unable to serve fd 3: ${error.message}`, 1));
     log.info(`BorgStore REST server using systemd-activated socket on ${server.address}`);
     stop = () => server.close();
@@ -149,6 +158,8 @@ async function borgstoreServer(argv: string[]): Promise<void> {
       address: config.host.includes(":")
         ? `[${config.host}]:${config.port}`
         : `${config.host}:${config.port}`,
+      timeouts: config.timeouts,
+      log: (line) => log.error(line),
     }).catch((error) => fail(`unable to listen: ${(error as Error).message}`, 1));
     log.info(`BorgStore REST server listening on ${server.address}`);
     stop = () => server.shutdown(30_000);

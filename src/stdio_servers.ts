@@ -28,6 +28,7 @@ import { measureTree, QuotaTracker } from "./policy/quota.ts";
 import { createResticHandler } from "./protocol/restic.ts";
 import { FsProvider } from "./storage/fs.ts";
 import { serveStdioHttp1 } from "./transport/stdio_h1.ts";
+import { NO_TIMEOUTS } from "./transport/timeouts.ts";
 import { serveStdioHttp2 } from "./transport/stdio_h2.ts";
 
 export const RESTIC_STDIO_FLAGS: FlagSpec[] = [
@@ -245,6 +246,7 @@ export async function runSshEntry(argv: string[], log: Logger): Promise<void> {
     stdio: true,
     socketActivation: false,
     debug: values.debug === true,
+    timeouts: NO_TIMEOUTS, // stdio: ssh owns the connection
   };
   const built = buildBorgstoreServer(config, log);
   log.info("BorgStore REST server listening on stdin/stdout");

@@ -603,7 +603,9 @@ function methodCases(rc: RawContext): Case[] {
   }
   cases.push({
     label: "method DELETE with extra space",
-    kind: "nochange",
+    // RFC 9112 §3 lets a recipient parse the request line on whitespace boundaries; node:http
+    // in Deno does, so this may delete the (existing) object it names: contained, not refused
+    kind: "contained",
     raw: { bytes: rawRequest(rc, "DELETE ", `/r/data/${FOO}`) },
   });
   cases.push({

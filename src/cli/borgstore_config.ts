@@ -1,10 +1,13 @@
 // The `borgstore-server-rest` personality: the reference server's flags verbatim (--host, --port,
 // --backend, --username, --password, --permissions, --quota, --stdio, --socket-activation), plus
-// --password-file / BORGSTORE_PASSWORD so the secret need not be on argv.
+// --password-file / BORGSTORE_PASSWORD so the secret need not be on argv, and the connection
+// timeouts of `stowage serve` (--read-header-timeout, --idle-timeout).
 
 import { fsErrorReason } from "../errors.ts";
 import { type FlagSpec, type FlagValues, parseFlags, UsageError } from "./flags.ts";
 import { parsePermissions, type PermissionMap } from "../policy/permissions.ts";
+import type { ConnectionTimeouts } from "../transport/timeouts.ts";
+import { TIMEOUT_FLAGS, timeoutsFrom } from "./timeout_flags.ts";
 
 export interface BorgstoreConfig {
   host: string;
@@ -18,6 +21,8 @@ export interface BorgstoreConfig {
   stdio: boolean;
   socketActivation: boolean;
   debug: boolean;
+  /** Header-read and idle timeouts of the TCP and socket-activated listeners. */
+  timeouts: ConnectionTimeouts;
 }
 
 export const BORGSTORE_FLAGS: FlagSpec[] = [
@@ -63,6 +68,7 @@ export const BORGSTORE_FLAGS: FlagSpec[] = [
     type: "boolean",
     help: "serve the socket passed by systemd (LISTEN_FDS) instead of --host/--port",
   },
+  ...TIMEOUT_FLAGS,
   { name: "debug", type: "boolean", help: "log every request on stderr" },
   { name: "help", short: "h", type: "boolean", help: "show this help" },
   { name: "version", short: "v", type: "boolean", help: "show the version" },
@@ -147,6 +153,7 @@ export function buildBorgstoreConfig(
     stdio: values.stdio === true,
     socketActivation: values["socket-activation"] === true,
     debug: values.debug === true,
+    timeouts: timeoutsFrom(values),
   };
 }
 

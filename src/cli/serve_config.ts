@@ -3,6 +3,8 @@
 
 import { type FlagSpec, type FlagValues, parseFlags, UsageError } from "./flags.ts";
 import { parseS3Backend, S3ConfigError, type S3Settings } from "../storage/s3_config.ts";
+import type { ConnectionTimeouts } from "../transport/timeouts.ts";
+import { TIMEOUT_FLAGS, timeoutsFrom } from "./timeout_flags.ts";
 
 export interface ServeConfig {
   path: string;
@@ -27,6 +29,8 @@ export interface ServeConfig {
   maxSize: number;
   groupAccessibleRepos: boolean;
   unixSocketMode: number;
+  /** Header-read and idle timeouts of the TCP, TLS and socket-activated listeners. */
+  timeouts: ConnectionTimeouts;
 }
 
 export const SERVE_FLAGS: FlagSpec[] = [
@@ -97,6 +101,7 @@ export const SERVE_FLAGS: FlagSpec[] = [
     defaultText: "0660",
     help: "file mode (octal) of a unix socket given with --listen unix:…",
   },
+  ...TIMEOUT_FLAGS,
   { name: "no-auth", type: "boolean", help: "disable authentication" },
   {
     name: "htpasswd-file",
@@ -248,6 +253,7 @@ export function buildServeConfig(values: FlagValues, positionals: string[]): Ser
     throw new UsageError(`invalid --unix-socket-mode "${modeText}": expected octal like 0660`);
   }
   const maxSize = (values["max-size"] as number | undefined) ?? 0;
+  const timeouts = timeoutsFrom(values);
   const trimmed = path.length > 1 ? path.replace(/\/+$/, "") : path;
   return {
     path: trimmed,
@@ -271,6 +277,7 @@ export function buildServeConfig(values: FlagValues, positionals: string[]): Ser
     maxSize: maxSize > 0 ? maxSize : 0,
     groupAccessibleRepos: flag(values, "group-accessible-repos"),
     unixSocketMode: parseInt(modeText, 8),
+    timeouts,
   };
 }
 

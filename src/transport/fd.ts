@@ -1,23 +1,14 @@
 // systemd socket activation: which inherited fds are listening sockets (LISTEN_FDS/LISTEN_PID),
 // and serving the handler on such an fd. Deno.listen cannot adopt an inherited fd, so this uses
-// node:http `createServer().listen({ fd })`, which can; TCP and unix stream sockets both work.
-// Requests and responses cross between node and web objects through node_bridge.ts (streaming
-// both ways, with backpressure; an explicit Content-Length is kept, also on HEAD).
+// the node:http listener (node_http.ts) with `listen({ fd })`, which can; TCP and unix stream
+// sockets both work, with the same header-read and idle timeouts as a TCP listener.
 
-import http from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Handler, RequestInfo } from "../http/types.ts";
+import type { Handler } from "../http/types.ts";
 import type { RunningServer } from "./listen.ts";
-import {
-  errorText,
-  headersFromRawPairs,
-  makeRequest,
-  nodeHeadersFromResponse,
-  nodeReadableToWeb,
-  pipeWebBodyToNode,
-  requestUrl,
-  stderrLog,
-} from "./node_bridge.ts";
+import { errorText, stderrLog } from "./node_bridge.ts";
+import { createNodeHttpListener } from "./node_http.ts";
+import { type ConnectionTimeouts, DEFAULT_TIMEOUTS } from "./timeouts.ts";
 
 /** The first fd systemd passes (SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;
@@ -56,6 +47,8 @@ export interface FdServerOptions {
   log?: (line: string) => void;
   /** Called once the fd is being served. */
   onListen?: (address: string) => void;
+  /** Header-read and idle timeouts (default: DEFAULT_TIMEOUTS). */
+  timeouts?: ConnectionTimeouts;
 }
 
 export interface FdServer {
@@ -63,8 +56,8 @@ export interface FdServer {
   readonly address: string;
   /** Resolves once the fd is served; rejects if node cannot listen on it. */
   readonly listening: Promise<void>;
-  /** Stops accepting, ends idle connections, resolves when all connections are gone. */
-  close(): Promise<void>;
+  /** Stops accepting, lets running requests finish (up to `graceMs`), closes every connection. */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** The path of a listening unix socket fd, from /proc (Linux); null when unknown. */
@@ -94,31 +87,14 @@ function describeAddress(address: string | AddressInfo | null, fd: number): stri
 export function serveOnFd(handler: Handler, fd: number, options: FdServerOptions = {}): FdServer {
   const log = options.log ?? stderrLog;
   let address = `fd:${fd}`;
-
-  const server = http.createServer((req, res) => {
-    serveNodeRequest(handler, req, res, log).catch((error) => {
-      log(`fd: ${errorText(error)}`);
-      if (!res.headersSent) {
-        res.statusCode = 500;
-        res.end();
-      } else res.destroy();
-    });
+  const listener = createNodeHttpListener(handler, {
+    transport: "fd",
+    timeouts: options.timeouts ?? DEFAULT_TIMEOUTS,
+    log: (line) => log(`fd: ${line}`),
   });
-  server.on("clientError", (error: Error, socket) => {
-    log(`fd: client error: ${errorText(error)}`);
-    socket.destroy();
-  });
-
-  const listening = new Promise<void>((resolve, reject) => {
-    const onError = (error: Error) => reject(error);
-    server.once("error", onError);
-    server.listen({ fd }, () => {
-      server.off("error", onError);
-      server.on("error", (error: Error) => log(`fd: server error: ${errorText(error)}`));
-      address = describeAddress(server.address(), fd);
-      options.onListen?.(address);
-      resolve();
-    });
+  const listening = listener.listen({ fd }).then((bound) => {
+    address = describeAddress(bound, fd);
+    options.onListen?.(address);
   });
   // callers that never look at `listening` still get a log line instead of an unhandled rejection
   listening.catch((error) => log(`fd: cannot listen on fd ${fd}: ${errorText(error)}`));
@@ -128,94 +104,8 @@ export function serveOnFd(handler: Handler, fd: number, options: FdServerOptions
       return address;
     },
     listening,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      }),
+    close: (graceMs = 30_000) => listener.shutdown(graceMs),
   };
-}
-
-async function serveNodeRequest(
-  handler: Handler,
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  log: (line: string) => void,
-): Promise<void> {
-  const method = req.method ?? "GET";
-  const peer = req.socket.remoteAddress;
-  const info: RequestInfo = { remoteAddr: peer ?? "unix", transport: "fd" };
-  const url = requestUrl("http://" + hostFor(req.headers.host), req.url ?? "");
-  const declaredLength = req.headers["content-length"];
-  const hasBody = method !== "GET" && method !== "HEAD" &&
-    (req.headers["transfer-encoding"] !== undefined ||
-      (declaredLength !== undefined && declaredLength !== "0"));
-  const bridged = hasBody ? nodeReadableToWeb(req) : null;
-
-  let response: Response;
-  let request: Request | null = null;
-  if (url !== null) {
-    try {
-      request = makeRequest(
-        url,
-        method,
-        headersFromRawPairs(req.rawHeaders),
-        bridged?.stream ?? null,
-      );
-    } catch {
-      request = null;
-    }
-  }
-  if (request === null) {
-    response = new Response("Bad Request", { status: 400 });
-  } else {
-    try {
-      response = await handler(request, info);
-    } catch (error) {
-      log(`fd: handler failed: ${errorText(error)}`);
-      response = new Response("Internal Server Error", { status: 500 });
-    }
-  }
-
-  try {
-    await writeNodeResponse(res, response, method === "HEAD");
-  } finally {
-    // throw away any request body the handler left unread, keeping the connection usable
-    if (bridged !== null) bridged.drain();
-    else if (!req.readableEnded) req.resume();
-  }
-}
-
-/** The Host header if it looks like one, else "localhost" (URL parts come from the target). */
-function hostFor(host: string | undefined): string {
-  return host !== undefined && /^[A-Za-z0-9.\-:[\]]{1,255}$/.test(host) ? host : "localhost";
-}
-
-async function writeNodeResponse(
-  res: http.ServerResponse,
-  response: Response,
-  isHead: boolean,
-): Promise<void> {
-  const body = response.body;
-  const status = response.status;
-  res.statusCode = status;
-  if (response.statusText) res.statusMessage = response.statusText;
-  for (const [name, value] of Object.entries(nodeHeadersFromResponse(response.headers))) {
-    res.setHeader(name, value);
-  }
-  const noBody = isHead || body === null || status === 204 || status === 304;
-  if (noBody) {
-    if (
-      !isHead && body === null && status !== 204 && status !== 304 &&
-      !res.hasHeader("content-length")
-    ) {
-      res.setHeader("content-length", "0");
-    }
-    await body?.cancel().catch(() => {});
-    res.end();
-    return;
-  }
-  await pipeWebBodyToNode(body, res);
 }
 
 /** Serves every inherited socket as one RunningServer (rest-server's socket activation mode). */
@@ -232,10 +122,7 @@ export async function serveActivated(
     address: servers.map((s) => s.address).join(", "),
     finished,
     async shutdown(graceMs = 30_000) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-      await Promise.race([Promise.all(servers.map((s) => s.close())), timeout]);
-      clearTimeout(timer);
+      await Promise.all(servers.map((s) => s.close(graceMs)));
       resolveFinished();
     },
   };

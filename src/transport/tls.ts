@@ -1,7 +1,10 @@
 // HTTPS listener on node:http2's secure server: HTTP/2 and HTTP/1.1 chosen by ALPN, a minimum TLS
 // version (1.2 or 1.3), and certificate reload (SIGHUP) through setSecureContext without closing
 // the listening socket. Deno.serve offers neither a minimum version nor a reload, hence this
-// transport. Requests and responses are bridged with node_bridge.ts, streaming with backpressure.
+// transport. Requests are answered by node_request.ts (streaming both ways, with backpressure).
+// Timeouts: the handshake and HTTP/1.1 request heads get the header-read timeout; quiet HTTP/1.1
+// connections follow ConnectionGuard's idle rules; an HTTP/2 session without requests is closed
+// after the idle time, and an HTTP/2 stream whose client stalls is cancelled.
 
 import http2 from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -9,19 +12,21 @@ import type { Socket } from "node:net";
 import type { Writable } from "node:stream";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { Handler } from "../http/types.ts";
-import { setRequestProtocol } from "../http/access_log.ts";
 import { parseListenAddress, type RunningServer } from "./listen.ts";
+import { stderrLog } from "./node_bridge.ts";
 import {
-  type BridgedBody,
-  errorText,
-  headersFromNode,
-  headersFromRawPairs,
-  nodeHeadersFromResponse,
-  nodeReadableToWeb,
-  pipeWebBodyToNode,
-  requestUrl,
-  stderrLog,
-} from "./node_bridge.ts";
+  answerNodeRequest,
+  formatHostPort,
+  type NodeRequest,
+  type NodeResponse,
+  peerIp,
+} from "./node_request.ts";
+import {
+  ConnectionGuard,
+  type ConnectionTimeouts,
+  DEFAULT_TIMEOUTS,
+  stalledBy,
+} from "./timeouts.ts";
 
 export interface TlsListenOptions {
   /** `host:port`, `:port` or `[v6]:port`. */
@@ -33,15 +38,14 @@ export interface TlsListenOptions {
   minVersion: "1.2" | "1.3";
   /** Where handshake and bridging errors go (default: stderr). */
   log?: (line: string) => void;
+  /** Header-read and idle timeouts (default: DEFAULT_TIMEOUTS). */
+  timeouts?: ConnectionTimeouts;
 }
 
 export interface TlsServer extends RunningServer {
   /** Reads both files again and uses them for new connections; throws (keeping the old pair). */
   reloadCertificates(): Promise<void>;
 }
-
-type NodeRequest = IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = ServerResponse | http2.Http2ServerResponse;
 
 interface KeyPair {
   cert: string;
@@ -77,28 +81,6 @@ export async function loadKeyPair(certFile: string, keyFile: string): Promise<Ke
   return { cert, key };
 }
 
-function formatAddress(hostname: string, port: number): string {
-  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-}
-
-/** The peer IP as Deno.serve reports it (IPv4-mapped IPv6 addresses unwrapped). */
-function peerIp(socket: Socket | null | undefined): string {
-  const address = socket?.remoteAddress ?? "";
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return mapped ? mapped[1] : address;
-}
-
-const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
-
-function plainResponse(res: NodeResponse, status: number, text: string): void {
-  const body = `${text}\n`;
-  res.writeHead(status, {
-    "content-type": "text/plain; charset=utf-8",
-    "content-length": String(body.length),
-  });
-  res.end(body);
-}
-
 /** Starts the HTTPS listener; rejects when the files are bad or the address cannot be bound. */
 export async function startTlsListener(
   handler: Handler,
@@ -113,35 +95,32 @@ export async function startTlsListener(
   const minVersion = options.minVersion === "1.3" ? "TLSv1.3" : "TLSv1.2";
   const pair = await loadKeyPair(options.certFile, options.keyFile);
 
+  const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const server = http2.createSecureServer({
     allowHTTP1: true,
     minVersion,
     cert: pair.cert,
     key: pair.key,
     ALPNProtocols: ["h2", "http/1.1"],
+    // the TLS handshake counts as part of reading the request head
+    handshakeTimeout: timeouts.headerMs > 0 ? timeouts.headerMs : 120_000,
   });
 
   let closing = false;
   let inFlight = 0;
-  const sessions = new Set<http2.ServerHttp2Session>();
-  /** HTTP/1.1 connections and the number of requests each is serving. */
-  const h1Sockets = new Map<Socket, number>();
+  /** HTTP/2 sessions and the number of requests each is serving. */
+  const sessions = new Map<http2.Http2Session, number>();
+  /** HTTP/1.1 connections: request counts, header-read and idle timeouts. */
+  const guard = new ConnectionGuard(timeouts);
   /** Wakes a pending shutdown whenever a request, session or connection ends. */
   let wake: (() => void) | null = null;
   const changed = () => wake?.();
+  guard.onChange(changed);
 
   server.on("secureConnection", (socket: Socket) => {
     socket.on("error", () => {});
     if ((socket as Socket & { alpnProtocol?: string | false }).alpnProtocol === "h2") return;
-    if (closing) {
-      socket.destroy();
-      return;
-    }
-    h1Sockets.set(socket, 0);
-    socket.once("close", () => {
-      h1Sockets.delete(socket);
-      changed();
-    });
+    guard.watch(socket);
   });
   server.on("session", (session: http2.ServerHttp2Session) => {
     session.on("error", () => {});
@@ -149,111 +128,71 @@ export async function startTlsListener(
       session.close();
       return;
     }
-    sessions.add(session);
+    sessions.set(session, 0);
     session.once("close", () => {
       sessions.delete(session);
       changed();
     });
+    if (timeouts.idleMs > 0) {
+      // a session with no stream open and no frames for the idle time is closed (GOAWAY);
+      // streams are watched one by one (below)
+      session.setTimeout(timeouts.idleMs, () => {
+        if ((sessions.get(session) ?? 0) === 0) session.close();
+      });
+    }
   });
   server.on("stream", (stream: http2.ServerHttp2Stream) => stream.on("error", () => {}));
   server.on("sessionError", () => {});
+  // node destroys a quiet HTTP/1.1 socket itself unless someone listens here, and its own
+  // keep-alive timer would replace the guard's idle timer: the guard decides alone
+  server.on("timeout", () => {});
+  (server as unknown as { keepAliveTimeout: number }).keepAliveTimeout = 0;
   server.on("tlsClientError", (error: Error, socket: Socket) => {
     log(`TLS handshake error from ${peerIp(socket)}: ${error.message}`);
   });
 
-  async function serve(req: NodeRequest, res: NodeResponse): Promise<void> {
-    const h2 = req.httpVersionMajor === 2;
-    const method = req.method ?? "GET";
-    res.on("error", () => {});
-    let bridged: BridgedBody | null = null;
-    const controller = new AbortController();
-    // Closed before the response was ended: the client went away (HTTP/2 also emits "finish"
-    // on a reset stream, so writableEnded is the reliable sign).
-    res.once("close", () => {
-      if (!res.writableEnded) controller.abort(new Error("client went away"));
-    });
-
-    let request: Request;
-    try {
-      const authority = h2 ? (req as http2.Http2ServerRequest).authority : req.headers.host;
-      const host = typeof authority === "string" && HOST.test(authority)
-        ? authority
-        : formatAddress(listenHost, port);
-      const url = requestUrl(`https://${host}`, req.url ?? "");
-      if (url === null) throw new Error("bad request target");
-      const headers = h2
-        ? headersFromNode(req.headers)
-        : headersFromRawPairs((req as IncomingMessage).rawHeaders);
-      const hasBody = method !== "GET" && method !== "HEAD";
-      if (hasBody) bridged = nodeReadableToWeb(req);
-      else req.resume();
-      request = new Request(url, {
-        method,
-        headers,
-        body: bridged?.stream ?? null,
-        duplex: "half",
-        signal: controller.signal,
-      } as RequestInit);
-    } catch {
-      bridged?.drain();
-      plainResponse(res, 400, "Bad Request");
-      return;
-    }
-    setRequestProtocol(request, h2 ? "HTTP/2.0" : `HTTP/${req.httpVersion}`);
-
-    let response: Response;
-    try {
-      response = await handler(request, { remoteAddr: peerIp(req.socket), transport: "tls" });
-    } catch (error) {
-      log(`ERROR: ${errorText(error)}`);
-      response = new Response("Internal Server Error\n", {
-        status: 500,
-        headers: { "content-type": "text/plain; charset=utf-8", "content-length": "22" },
-      });
-    }
-    const status = response.status;
-    const noBody = method === "HEAD" || status === 204 || status === 304 || status < 200;
-    try {
-      res.writeHead(status, nodeHeadersFromResponse(response.headers));
-    } catch (error) {
-      log(`ERROR: cannot send response headers: ${errorText(error)}`);
-      await response.body?.cancel().catch(() => {});
-      bridged?.drain();
-      res.destroy?.();
-      return;
-    }
-    if (noBody || response.body === null) {
-      await response.body?.cancel().catch(() => {});
-      res.end();
-    } else {
-      try {
-        await pipeWebBodyToNode(response.body, res as unknown as Writable);
-      } catch (error) {
-        log(`ERROR: response body failed: ${errorText(error)}`);
-      }
-    }
-    // Whatever of the request body the handler did not read is discarded, so that the
-    // connection (HTTP/1.1) or the stream's flow-control window (HTTP/2) is not held up.
-    bridged?.drain();
-  }
-
   server.on("request", (req: NodeRequest, res: NodeResponse) => {
-    const socket = req.httpVersionMajor === 2 ? null : req.socket as Socket;
+    const h2 = req.httpVersionMajor === 2;
+    const socket = h2 ? null : (req as IncomingMessage).socket;
+    const session = h2 ? (req as http2.Http2ServerRequest).stream.session : undefined;
     inFlight++;
-    if (socket && h1Sockets.has(socket)) h1Sockets.set(socket, h1Sockets.get(socket)! + 1);
-    serve(req, res).catch((error) => {
-      log(`ERROR: ${errorText(error)}`);
-      res.destroy?.();
+    if (session !== undefined && sessions.has(session)) {
+      sessions.set(session, sessions.get(session)! + 1);
+    }
+    if (socket !== null) {
+      guard.requestStarted(socket, {
+        request: req as IncomingMessage,
+        response: res as ServerResponse,
+      });
+    } else if (timeouts.idleMs > 0) {
+      watchStream(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse);
+    }
+    answerNodeRequest(handler, req, res, {
+      scheme: "https",
+      transport: "tls",
+      fallbackHost: () => formatHostPort(listenHost, port),
+      log,
     }).finally(() => {
       inFlight--;
-      if (socket && h1Sockets.has(socket)) {
-        const left = h1Sockets.get(socket)! - 1;
-        h1Sockets.set(socket, left);
-        if (closing && left === 0) socket.end();
+      if (socket !== null) guard.requestFinished(socket);
+      if (session !== undefined && sessions.has(session)) {
+        sessions.set(session, Math.max(0, sessions.get(session)! - 1));
       }
       changed();
     });
   });
+
+  /** Idle rule for one HTTP/2 stream: a client stalling its upload or download loses it. */
+  function watchStream(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void {
+    const stream = req.stream;
+    const onQuiet = () => {
+      if (stream.destroyed || stream.closed) return;
+      const view = { request: req, response: res as unknown as Writable };
+      if (stalledBy(view, 0) === "client") stream.close(http2.constants.NGHTTP2_CANCEL);
+      else stream.setTimeout(timeouts.idleMs, onQuiet);
+    };
+    stream.setTimeout(timeouts.idleMs, onQuiet);
+  }
 
   await new Promise<void>((resolve, reject) => {
     const onError = (error: Error) => {
@@ -267,7 +206,7 @@ export async function startTlsListener(
   });
   const bound = server.address();
   const port = typeof bound === "object" && bound !== null ? bound.port : parsed.port;
-  const address = formatAddress(
+  const address = formatHostPort(
     typeof bound === "object" && bound !== null ? bound.address : parsed.hostname,
     port,
   );
@@ -285,9 +224,9 @@ export async function startTlsListener(
     closing = true;
     const deadline = Date.now() + graceMs;
     server.close();
-    for (const session of sessions) session.close();
-    for (const [socket, active] of h1Sockets) if (active === 0) socket.end();
-    while (inFlight > 0 || sessions.size > 0 || h1Sockets.size > 0) {
+    for (const session of sessions.keys()) session.close();
+    guard.close();
+    while (inFlight > 0 || sessions.size > 0 || guard.size > 0) {
       const left = deadline - Date.now();
       if (left <= 0) break;
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -298,8 +237,8 @@ export async function startTlsListener(
       clearTimeout(timer);
       wake = null;
     }
-    for (const session of sessions) session.destroy();
-    for (const socket of h1Sockets.keys()) socket.destroy();
+    for (const session of sessions.keys()) session.destroy();
+    guard.destroyAll();
     resolveFinished();
   }
 
