@@ -58,6 +58,8 @@ interface ConnectionState {
   bytesWhenIdle: number;
   view: TransferView | null;
   headerTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the pending head must be complete (ms since epoch); 0 = no head pending. */
+  headerDeadline: number;
 }
 
 /** Tracks the connections of one listener and applies the timeouts to them. */
@@ -92,6 +94,7 @@ export class ConnectionGuard {
       bytesWhenIdle: 0,
       view: null,
       headerTimer: undefined,
+      headerDeadline: 0,
     };
     this.#connections.set(socket, state);
     socket.once("close", () => {
@@ -110,8 +113,7 @@ export class ConnectionGuard {
   requestStarted(socket: Socket, view: TransferView): void {
     const state = this.#connections.get(socket);
     if (state === undefined) return;
-    clearTimeout(state.headerTimer);
-    state.headerTimer = undefined;
+    state.headerDeadline = 0; // the timer, if armed, finds nothing to do and stops
     state.active++;
     state.view = view;
   }
@@ -153,15 +155,28 @@ export class ConnectionGuard {
     for (const socket of this.#connections.keys()) socket.destroy();
   }
 
+  /**
+   * Sets the deadline for the next request head. One timer per connection serves many requests:
+   * it is armed only when none is pending, and on firing re-arms itself for a later deadline.
+   */
   #armHeaderTimer(socket: Socket, state: ConnectionState, ms: number): void {
-    clearTimeout(state.headerTimer);
     if (ms <= 0) return;
     // one second of slack lets node:http's own header check answer 408 first where it runs
-    state.headerTimer = setTimeout(() => {
-      if (state.active === 0) socket.destroy();
-    }, ms + 1000);
-    // a pending header timer must not keep the process alive on its own
-    (state.headerTimer as { unref?: () => void }).unref?.();
+    state.headerDeadline = Date.now() + ms + 1000;
+    if (state.headerTimer !== undefined) return;
+    const fire = () => {
+      state.headerTimer = undefined;
+      if (state.active > 0 || state.headerDeadline === 0) return;
+      const left = state.headerDeadline - Date.now();
+      if (left > 0) schedule(left);
+      else socket.destroy();
+    };
+    const schedule = (delay: number) => {
+      state.headerTimer = setTimeout(fire, delay);
+      // a pending header timer must not keep the process alive on its own
+      (state.headerTimer as { unref?: () => void }).unref?.();
+    };
+    schedule(ms + 1000);
   }
 
   #onQuiet(socket: Socket, state: ConnectionState): void {
