@@ -1,7 +1,10 @@
 // Starting and stopping the benchmarked servers: stowage (`deno run -A main.ts serve`, started
 // with the running Deno binary) and the reference `rclone serve restic`, each on a loopback port,
 // ready once it prints its listening line on stderr. stderr is drained for the process' lifetime
-// (the last lines are kept for error messages).
+// (the last lines are kept for error messages). stowage runs with the V8 flags of the tasks and
+// the executables.
+
+import { V8_FLAGS } from "../compile.ts";
 
 export type ServerKind = "stowage" | "reference";
 
@@ -23,7 +26,18 @@ const STOWAGE_READY = /start server on 127\.0\.0\.1:(\d+)/;
 const RCLONE_READY = /Serving restic REST API on https?:\/\/127\.0\.0\.1:(\d+)/;
 
 export function stowageArgs(dataDir: string, listen: string): string[] {
-  return ["run", "-A", "main.ts", "serve", "--path", dataDir, "--no-auth", "--listen", listen];
+  return [
+    "run",
+    "-A",
+    V8_FLAGS,
+    "main.ts",
+    "serve",
+    "--path",
+    dataDir,
+    "--no-auth",
+    "--listen",
+    listen,
+  ];
 }
 
 export function rcloneArgs(dataDir: string, listen: string): string[] {
