@@ -786,7 +786,9 @@ async function runSteps(t: Deno.TestContext, sshd: Sshd): Promise<void> {
     for (const [i, c] of cases.entries()) {
       const r = results[i];
       assert(r.code !== 0 && r.code !== 255, `${c.why}: exit ${r.code} (${r.stderr})`);
-      const lines = r.stderr.split("\n").filter((l) => l.trim() !== "");
+      // lines of the account's own shell start-up (e.g. a pyenv hook in ~/.bashrc, which bash
+      // reads for ssh commands) are not stowage's: only stowage's lines are counted
+      const lines = r.stderr.split("\n").filter((l) => /^(error|warning):|stowage/i.test(l));
       assertEquals(lines.length, 1, `${c.why}: one stderr line, got ${JSON.stringify(r.stderr)}`);
       assertMatch(lines[0], /refused/, c.why);
       assertEquals(r.stdout, "", `${c.why}: nothing on stdout`);
