@@ -394,3 +394,30 @@ Deno.test("fs: an aborted upload removes the directories it created, not others"
     assertEquals(await diskNames(`${root}/keep/a`), ["y"]);
   });
 });
+
+Deno.test("fs: uploads into a directory that an aborted upload is removing still begin", async () => {
+  // An aborted upload removes the empty directories it created; another upload creating the
+  // same directory at that moment must create it again, not fail with "not found".
+  await withFs({}, async ({ provider, root }) => {
+    const failures: string[] = [];
+    for (let round = 0; round < 60; round++) {
+      await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+        try {
+          const upload = await provider.begin(`r${round}/d/obj${i}`);
+          if (i % 2 === 0) {
+            await upload.abort();
+            return;
+          }
+          const writer = upload.writable.getWriter();
+          await writer.write(new Uint8Array([i]));
+          await writer.close();
+          await upload.commit({ replace: false });
+        } catch (error) {
+          failures.push(`round ${round} upload ${i}: ${(error as Error).message}`);
+        }
+      }));
+      assertEquals(failures, []);
+      assertEquals(await diskNames(`${root}/r${round}/d`), ["obj1", "obj3", "obj5", "obj7"]);
+    }
+  });
+});

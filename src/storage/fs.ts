@@ -360,21 +360,38 @@ export class FsProvider implements Provider {
     }
   }
 
+  /**
+   * Makes sure `dir` exists inside the root, creating it and its parents when allowed. Returns
+   * the directories it created (deepest first). An aborted upload removes the empty directories
+   * it created, which can race with an upload creating the same ones: a directory vanishing
+   * between mkdir and the check is created again (a few times at most).
+   */
+  async #prepareDir(dir: string, createParents: boolean): Promise<string[]> {
+    for (let attempt = 0;; attempt++) {
+      try {
+        await this.#checkDir(dir);
+        return [];
+      } catch (error) {
+        const e = toStowageError(error);
+        if (e.kind !== "NotFound" || !createParents || attempt >= 5) throw e;
+      }
+      const missing = this.#missingDirs(dir);
+      try {
+        await this.#mkdirs(dir);
+        await this.#checkDir(dir);
+        return missing;
+      } catch (error) {
+        if (toStowageError(error).kind !== "NotFound" || attempt >= 5) throw error;
+      }
+    }
+  }
+
   async begin(key: string, options: BeginOptions = {}): Promise<Upload> {
     const path = this.path(key);
     if (key === "") throw new StowageError("BadRequest", "empty name");
     const dir = this.path(parentKey(key));
     const createParents = options.createParents ?? true;
-    let created: string[] = [];
-    try {
-      await this.#checkDir(dir);
-    } catch (error) {
-      const e = toStowageError(error);
-      if (e.kind !== "NotFound" || !createParents) throw e;
-      created = this.#missingDirs(dir);
-      await this.#mkdirs(dir);
-      await this.#checkDir(dir);
-    }
+    const created = await this.#prepareDir(dir, createParents);
     let file: Deno.FsFile | null = null;
     let temp = "";
     for (let attempt = 0; attempt < 10 && file === null; attempt++) {
@@ -383,8 +400,12 @@ export class FsProvider implements Provider {
         file = Deno.openSync(temp, { write: true, createNew: true, mode: this.#fileMode });
       } catch (error) {
         if (error instanceof Deno.errors.AlreadyExists) continue;
-        if (error instanceof Deno.errors.NotFound && createParents && attempt === 0) {
-          await this.#mkdirs(dir);
+        if (error instanceof Deno.errors.NotFound && createParents) {
+          // an aborted upload next door removed the (empty) directory meanwhile
+          this.#verifiedDirs.delete(dir);
+          for (const d of await this.#prepareDir(dir, true)) {
+            if (!created.includes(d)) created.push(d);
+          }
           continue;
         }
         throw toStowageError(error);
