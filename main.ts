@@ -20,7 +20,7 @@ import {
 import { stderrLogger } from "./src/log.ts";
 import { buildServer, StartupError } from "./src/server.ts";
 import { type RunningServer, startListener } from "./src/transport/listen.ts";
-import { startTlsListener, type TlsServer } from "./src/transport/tls.ts";
+import type { TlsServer } from "./src/transport/tls.ts";
 import { VERSION } from "./src/version.ts";
 
 const SERVE_USAGE = "stowage [serve] (--path DIR | --backend URL) [flags]";
@@ -59,6 +59,8 @@ async function serve(argv: string[]): Promise<void> {
         timeouts: config.timeouts,
       });
     } else if (config.tls) {
+      // node:http2 and node:tls are loaded only for --tls
+      const { startTlsListener } = await import("./src/transport/tls.ts");
       tlsServer = await startTlsListener(built.handler, {
         address: config.listen,
         certFile: config.tlsCert,

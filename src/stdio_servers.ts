@@ -29,7 +29,6 @@ import { createResticHandler } from "./protocol/restic.ts";
 import { FsProvider } from "./storage/fs.ts";
 import { serveStdioHttp1 } from "./transport/stdio_h1.ts";
 import { NO_TIMEOUTS } from "./transport/timeouts.ts";
-import { serveStdioHttp2 } from "./transport/stdio_h2.ts";
 
 export const RESTIC_STDIO_FLAGS: FlagSpec[] = [
   { name: "stdio", type: "boolean", help: "speak HTTP/2 on stdin/stdout (required)" },
@@ -135,7 +134,9 @@ export async function runResticStdio(argv: string[], log: Logger): Promise<void>
     verifyUpload: values["no-verify-upload"] !== true,
     log,
   });
-  await serveStdioHttp2(handler, { log: (line) => log.error(line) });
+  await (await import("./transport/stdio_h2.ts")).serveStdioHttp2(handler, {
+    log: (line) => log.error(line),
+  });
 }
 
 function borgPermissions(values: Record<string, unknown>): PermissionMap {
@@ -232,7 +233,9 @@ export async function runSshEntry(argv: string[], log: Logger): Promise<void> {
       permissions: granted !== undefined ? granted : resticPermissions(values),
       quota: await resticQuota(path, values.quota as number | undefined),
     });
-    await serveStdioHttp2(handler, { log: (line) => log.error(line) });
+    await (await import("./transport/stdio_h2.ts")).serveStdioHttp2(handler, {
+      log: (line) => log.error(line),
+    });
     return;
   }
   const config: BorgstoreConfig = {

@@ -6,7 +6,6 @@
 // keeps the owner when run as root, and leaves mode 0600. A running server notices the change
 // on SIGHUP or by itself (mtime/size, checked at most every 30 s).
 
-import bcrypt from "bcryptjs";
 import { type FlagSpec, parseFlags, renderHelp, UsageError } from "./flags.ts";
 import {
   configPathFrom,
@@ -159,6 +158,7 @@ async function readPassword(values: Record<string, unknown>, io: UserCommandIo):
 
 /** A bcrypt hash in Apache's `$2y$` form. */
 export async function hashPassword(password: string, cost = 12): Promise<string> {
+  const bcrypt = (await import("bcryptjs")).default;
   const hash = await bcrypt.hash(password, await bcrypt.genSalt(cost));
   return `$2y$${hash.slice(4)}`;
 }

@@ -2,7 +2,6 @@
 // the success cache (SHA-256 of user:password, 60 s) and reloading when the file changes.
 
 import { createHash, timingSafeEqual } from "node:crypto";
-import bcrypt from "bcryptjs";
 
 /** Receives one log line without trailing newline. */
 export type LogFn = (line: string) => void;
@@ -197,6 +196,8 @@ const SHA_CRYPT = /^\$([56])\$(?:rounds=(\d{1,12})\$)?([^$]*)\$([./0-9A-Za-z]+)$
 
 /** Verifies a bcrypt hash by recomputing it with the stored salt. */
 async function verifyBcrypt(hash: string, password: string): Promise<boolean> {
+  // loaded on first use: most processes (stdio, ssh, --no-auth) never need it
+  const bcrypt = (await import("bcryptjs")).default;
   const computed = await bcrypt.hash(password, hash.slice(0, 29));
   return constantTimeEqual(computed, hash);
 }

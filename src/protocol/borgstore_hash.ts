@@ -3,7 +3,6 @@
 // hashers: node:crypto for the classic and SHA-3/BLAKE2 families, hash-wasm for BLAKE3.
 
 import { createHash } from "node:crypto";
-import { createBLAKE3 } from "hash-wasm";
 import { StowageError } from "../errors.ts";
 
 /** An incremental hash producing a lowercase hex digest. */
@@ -56,6 +55,8 @@ export async function createHasher(algorithm: string): Promise<Hasher> {
   checkAlgorithm(algorithm);
   const name = algorithm.toLowerCase();
   if (name === "blake3") {
+    // loaded on first use: a WebAssembly module that would slow down every start
+    const { createBLAKE3 } = await import("hash-wasm");
     const blake3 = await createBLAKE3();
     blake3.init();
     return {

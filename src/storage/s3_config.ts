@@ -5,7 +5,7 @@
 // (and AWS_SESSION_TOKEN). Problems are S3ConfigErrors with one line meant for the user.
 
 import { unsafeKeyReason } from "./keys.ts";
-import { S3Provider, type S3ProviderOptions } from "./s3.ts";
+import type { S3Provider, S3ProviderOptions } from "./s3.ts";
 
 export class S3ConfigError extends Error {
   override name = "S3ConfigError";
@@ -113,6 +113,8 @@ export async function createS3Provider(
   env?: Record<string, string | undefined>,
 ): Promise<S3Provider> {
   const options = await s3ProviderOptions(settings, env);
+  // the S3 client is loaded only when an s3:// backend is used
+  const { S3Provider } = await import("./s3.ts");
   try {
     return new S3Provider(options);
   } catch (error) {
