@@ -454,6 +454,26 @@ export function providerContract(name: string, factory: () => Promise<ProviderFi
     assertEquals(await names(provider, ""), ["l"]);
   });
 
+  test("listNames (when offered) lists exactly what list lists, in the same order", async ({ provider }) => {
+    if (provider.listNames === undefined) return;
+    const files = ["b", "a", "B", "\uFF61", "\u{1F600}", "a.b"];
+    for (const f of files) await put(provider, `n/${f}`, f);
+    await put(provider, "n/sub/x", "x");
+    const pending = await stage(provider, "n/pending", "not yet");
+    try {
+      const listed = await entries(provider, "n");
+      const named = await provider.listNames("n");
+      assertEquals(
+        named,
+        listed.map((e) => ({ name: e.name, isDirectory: e.isDirectory })),
+      );
+      assertEquals(await provider.listNames(""), [{ name: "n", isDirectory: true }]);
+      await expectKind(() => provider.listNames!("missing"), "NotFound");
+    } finally {
+      await pending.abort();
+    }
+  });
+
   test("list sorts by UTF-8 byte order, not UTF-16 code units", async ({ provider }) => {
     // U+FF61 is EF BD A1 in UTF-8, U+1F600 is F0 9F 98 80: byte order puts U+FF61 first,
     // while JavaScript's default string comparison (UTF-16 units FF61 vs D83D) does not.

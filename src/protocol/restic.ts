@@ -2,6 +2,7 @@
 // (canonical path, auth, folder, private repos, routing, policy), and every operation mapped to
 // the storage provider. Status codes come from restic_response.ts; nothing here touches disk.
 
+import { KnownSizes } from "./restic_sizes.ts";
 import { StowageError, toStowageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AccessPolicy } from "../policy/access.ts";
@@ -73,6 +74,8 @@ export function createResticHandler(
   options: ResticOptions,
 ): (request: Request) => Promise<Response> {
   const { provider, log } = options;
+  /** Sizes of stored objects, for listings without a stat per file (see restic_sizes.ts). */
+  const sizes = options.verifyUpload && provider.listNames !== undefined ? new KnownSizes() : null;
 
   async function handle(request: Request): Promise<Response> {
     const method = request.method;
@@ -242,14 +245,50 @@ export function createResticHandler(
     });
   }
 
-  async function* listEntries(dir: string, v2: boolean): AsyncIterable<unknown> {
-    for await (const entry of provider.list(dir)) {
-      yield v2 ? { name: entry.name, size: entry.size } : entry.name;
+  /** One directory's listing, in batches (v1: names; v2: names and sizes). */
+  async function* listEntries(dir: string, v2: boolean): AsyncIterable<unknown[]> {
+    if (!v2 && provider.listNames !== undefined) {
+      yield (await provider.listNames(dir)).map((entry) => entry.name);
+      return;
     }
+    if (v2 && sizes !== null) {
+      const known = await knownEntries(dir, sizes);
+      if (known !== null) {
+        yield known;
+        return;
+      }
+    }
+    let batch: unknown[] = [];
+    for await (const entry of provider.list(dir)) {
+      if (sizes !== null && !entry.isDirectory) sizes.set(`${dir}/${entry.name}`, entry.size);
+      batch.push(v2 ? { name: entry.name, size: entry.size } : entry.name);
+      if (batch.length >= 1000) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) yield batch;
   }
 
-  async function* listDataEntries(dir: string, v2: boolean): AsyncIterable<unknown> {
-    for await (const sub of provider.list(dir)) {
+  /** A v2 listing from names and known sizes; null when a size is unknown or a directory is in. */
+  async function knownEntries(
+    dir: string,
+    known: KnownSizes,
+  ): Promise<{ name: string; size: number }[] | null> {
+    const entries: { name: string; size: number }[] = [];
+    for (const { name, isDirectory } of await provider.listNames!(dir)) {
+      const size = isDirectory ? undefined : known.get(`${dir}/${name}`);
+      if (size === undefined) return null;
+      entries.push({ name, size });
+    }
+    return entries;
+  }
+
+  async function* listDataEntries(dir: string, v2: boolean): AsyncIterable<unknown[]> {
+    const subs = provider.listNames !== undefined
+      ? await provider.listNames(dir)
+      : provider.list(dir);
+    for await (const sub of subs) {
       if (!sub.isDirectory) continue; // stray files directly in data/ are skipped
       try {
         yield* listEntries(`${dir}/${sub.name}`, v2);
@@ -282,6 +321,7 @@ export function createResticHandler(
       default: { // DELETE
         checkPermission(call.permissions, relative, "D");
         const removed = await provider.delete(objectPath);
+        sizes?.delete(objectPath);
         if (removed !== null) {
           for (const quota of call.quotas) quota.adjust(-removed);
           options.metrics?.blob("delete", labels, removed);
@@ -452,6 +492,7 @@ export function createResticHandler(
     }
     const written = upload.written();
     reservation?.commit(written);
+    sizes?.set(objectPath, written);
     options.metrics?.blob("write", labels, written);
     return resticOk();
   }

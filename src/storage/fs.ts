@@ -5,7 +5,15 @@
 
 import { StowageError, toStowageError } from "../errors.ts";
 import { assertSafeKey, isTempName, TEMP_MARKER } from "./keys.ts";
-import type { BeginOptions, ByteRange, Entry, Provider, Stat, Upload } from "./provider.ts";
+import type {
+  BeginOptions,
+  ByteRange,
+  Entry,
+  NameEntry,
+  Provider,
+  Stat,
+  Upload,
+} from "./provider.ts";
 import { baseName, compareNames, parentKey } from "./provider.ts";
 
 export interface FsProviderOptions {
@@ -246,6 +254,34 @@ export class FsProvider implements Provider {
       }
       yield* batch;
     }
+  }
+
+  async listNames(dir: string): Promise<NameEntry[]> {
+    const path = this.path(dir);
+    await this.#checkDir(path);
+    const realRoot = (await this.#realRootPath())!;
+    const entries: NameEntry[] = [];
+    try {
+      for (const entry of Deno.readDirSync(path)) {
+        if (isTempName(entry.name)) continue;
+        if (!entry.isSymlink) {
+          entries.push({ name: entry.name, isDirectory: entry.isDirectory });
+          continue;
+        }
+        // the same rule as list(): a symlink counts only when its target stays inside the root
+        try {
+          const real = Deno.realPathSync(`${path}/${entry.name}`);
+          if (!this.#contains(realRoot, real)) continue;
+          entries.push({ name: entry.name, isDirectory: Deno.statSync(real).isDirectory });
+        } catch (error) {
+          if (error instanceof Deno.errors.NotFound) continue; // dangling
+          throw error;
+        }
+      }
+    } catch (error) {
+      throw toStowageError(error);
+    }
+    return entries.sort((a, b) => compareNames(a.name, b.name));
   }
 
   async read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {

@@ -5,7 +5,15 @@
 
 import { StowageError } from "../errors.ts";
 import { assertSafeKey, unsafeKeyReason } from "./keys.ts";
-import type { BeginOptions, ByteRange, Entry, Provider, Stat, Upload } from "./provider.ts";
+import type {
+  BeginOptions,
+  ByteRange,
+  Entry,
+  NameEntry,
+  Provider,
+  Stat,
+  Upload,
+} from "./provider.ts";
 
 export class PrefixProvider implements Provider {
   readonly description: string;
@@ -42,6 +50,12 @@ export class PrefixProvider implements Provider {
 
   async *list(dir: string): AsyncIterable<Entry> {
     yield* this.#base.list(this.#key(dir));
+  }
+
+  get listNames(): ((dir: string) => Promise<NameEntry[]>) | undefined {
+    const base = this.#base;
+    if (base.listNames === undefined) return undefined;
+    return (dir) => base.listNames!(this.#key(dir));
   }
 
   async read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {

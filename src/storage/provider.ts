@@ -17,6 +17,12 @@ export interface Entry extends Stat {
   name: string;
 }
 
+/** A directory entry without metadata (cheaper than Entry on file systems). */
+export interface NameEntry {
+  name: string;
+  isDirectory: boolean;
+}
+
 /** An absolute byte range inside an object: `length` bytes starting at `offset`. */
 export interface ByteRange {
   offset: number;
@@ -47,6 +53,12 @@ export interface Provider {
   stat(key: string): Promise<Stat | null>;
   /** One directory level, sorted by name (byte order), internal temp entries skipped. */
   list(dir: string): AsyncIterable<Entry>;
+  /**
+   * Optional: one directory level as names only, sorted like `list`, same entries. Providers for
+   * which sizes cost a call per entry (file systems) offer it; callers that know sizes otherwise
+   * (restic's content-addressed objects) skip those calls.
+   */
+  listNames?(dir: string): Promise<NameEntry[]>;
   /** Reads an object, or a range of it. Throws NotFound / IsDirectory. */
   read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>>;
   begin(key: string, options?: BeginOptions): Promise<Upload>;

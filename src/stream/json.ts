@@ -4,9 +4,12 @@
 const encoder = new TextEncoder();
 const BATCH_CHARS = 64 * 1024;
 
-/** Streams `[item,item,…]` (compact JSON, `[]` when empty) from an async iterable. */
-export function jsonArrayStream(items: AsyncIterable<unknown>): ReadableStream<Uint8Array> {
-  const iterator = items[Symbol.asyncIterator]();
+/**
+ * Streams `[item,item,…]` (compact JSON, `[]` when empty) from an async iterable of batches of
+ * items (a batch per directory, say: one await per batch rather than per item).
+ */
+export function jsonArrayStream(batches: AsyncIterable<unknown[]>): ReadableStream<Uint8Array> {
+  const iterator = batches[Symbol.asyncIterator]();
   let opened = false;
   let count = 0;
   let finished = false;
@@ -22,7 +25,7 @@ export function jsonArrayStream(items: AsyncIterable<unknown>): ReadableStream<U
           text += "]";
           break;
         }
-        text += (count++ > 0 ? "," : "") + JSON.stringify(next.value);
+        for (const item of next.value) text += (count++ > 0 ? "," : "") + JSON.stringify(item);
       }
       controller.enqueue(encoder.encode(text));
       if (finished) controller.close();
