@@ -4,7 +4,14 @@
 
 import { assert, assertEquals } from "./_assert.ts";
 import { peerMissing } from "./_peers.ts";
-import { randomBytes, sha256Hex, spawnStowage, treeSnapshot } from "./_server.ts";
+import {
+  parseRawResponse,
+  randomBytes,
+  rawExchange,
+  sha256Hex,
+  spawnStowage,
+  treeSnapshot,
+} from "./_server.ts";
 
 Deno.test("streaming uploads keep every byte: sizes around the 64 KiB boundary", async () => {
   const dir = await Deno.makeTempDir();
@@ -204,4 +211,28 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("restic: a body that breaks its chunked framing is answered only after its cleanup", async () => {
+  // The answer must not overtake the upload's cleanup: a client that sends its next request
+  // as soon as it hears back would otherwise race it (and a directory could be left behind).
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dir}/r/data`, { recursive: true });
+  const server = await spawnStowage(["--path", dir, "--no-auth", "--listen", "127.0.0.1:0"]);
+  try {
+    for (let i = 0; i < 12; i++) {
+      const id = sha256Hex(`broken framing ${i}`);
+      const bytes = await rawExchange(
+        server.port,
+        `POST /r/data/${id} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n` +
+          (i % 2 === 0 ? "ffffffffffffffffffff\r\nabc\r\n0\r\n\r\n" : "zz\r\nabc\r\n0\r\n\r\n"),
+      );
+      assertEquals(parseRawResponse(bytes).status, 400);
+      // checked the moment the answer is complete: no directory, no temp file
+      assertEquals([...Deno.readDirSync(`${dir}/r/data`)].map((e) => e.name), [], `round ${i}`);
+    }
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -52,17 +52,20 @@ export function createNodeHttpListener(
   // node destroys a quiet socket itself unless someone listens here; ConnectionGuard decides
   server.on("timeout", () => {});
   server.on("clientError", (error: Error, socket: Socket) => {
-    if (!socket.writable) {
-      socket.destroy();
-      return;
-    }
     const code = (error as Error & { code?: string }).code;
     const status = code === "ERR_HTTP_REQUEST_TIMEOUT"
       ? "408 Request Timeout"
       : code === "HPE_HEADER_OVERFLOW"
       ? "431 Request Header Fields Too Large"
       : "400 Bad Request";
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    // a body that breaks its framing midway: answer once its handler has cleaned up (and
+    // only if the handler did not answer itself)
+    const writtenBefore = socket.bytesWritten;
+    guard.afterBrokenRequest(socket, () => {
+      if (!socket.writable) socket.destroy();
+      else if (socket.bytesWritten > writtenBefore) socket.end();
+      else socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    });
   });
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = req.socket;

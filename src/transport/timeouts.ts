@@ -60,6 +60,8 @@ interface ConnectionState {
   headerTimer: ReturnType<typeof setTimeout> | undefined;
   /** When the pending head must be complete (ms since epoch); 0 = no head pending. */
   headerDeadline: number;
+  /** Run once no request is in progress any more (see afterRequests). */
+  whenIdle: (() => void)[];
 }
 
 /** Tracks the connections of one listener and applies the timeouts to them. */
@@ -95,6 +97,7 @@ export class ConnectionGuard {
       view: null,
       headerTimer: undefined,
       headerDeadline: 0,
+      whenIdle: [],
     };
     this.#connections.set(socket, state);
     socket.once("close", () => {
@@ -126,6 +129,7 @@ export class ConnectionGuard {
     if (state.active > 0) return;
     state.view = null;
     state.bytesWhenIdle = socket.bytesRead;
+    for (const callback of state.whenIdle.splice(0)) callback();
     if (this.#closing) {
       socket.end();
       return;
@@ -133,6 +137,24 @@ export class ConnectionGuard {
     const { headerMs, idleMs } = this.#timeouts;
     if (headerMs > 0 && idleMs > 0) this.#armHeaderTimer(socket, state, headerMs + idleMs);
     this.#changed?.();
+  }
+
+  /**
+   * For a request whose body broke its framing midway (node reports it as a client error): ends
+   * the body of the request in progress as aborted, and runs `callback` once its handler is
+   * done (at once when no request is in progress). The client thus hears back only after the
+   * server has cleaned up, as with Deno.serve.
+   */
+  afterBrokenRequest(socket: Socket, callback: () => void): void {
+    const state = this.#connections.get(socket);
+    if (state === undefined || state.active === 0) {
+      callback();
+      return;
+    }
+    state.whenIdle.push(callback);
+    const request = state.view?.request;
+    // "aborted" is what node emits when a body is cut off; the body bridge ends with an error
+    if (request !== undefined && !request.complete) request.emit("aborted");
   }
 
   /**
