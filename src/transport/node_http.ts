@@ -30,6 +30,28 @@ export interface NodeHttpListener {
   shutdown(graceMs: number): Promise<void>;
 }
 
+/**
+ * node's "clientError" handler for HTTP/1.1 servers: 408 for a head that took too long, 431 for
+ * one too large, 400 otherwise. A body that breaks its framing midway is answered only once its
+ * handler has cleaned up (and only if the handler did not answer itself).
+ */
+export function clientErrorAnswer(guard: ConnectionGuard): (error: Error, socket: Socket) => void {
+  return (error, socket) => {
+    const code = (error as Error & { code?: string }).code;
+    const status = code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? "408 Request Timeout"
+      : code === "HPE_HEADER_OVERFLOW"
+      ? "431 Request Header Fields Too Large"
+      : "400 Bad Request";
+    const writtenBefore = socket.bytesWritten;
+    guard.afterBrokenRequest(socket, () => {
+      if (!socket.writable) socket.destroy();
+      else if (socket.bytesWritten > writtenBefore) socket.end();
+      else socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    });
+  };
+}
+
 export function createNodeHttpListener(
   handler: Handler,
   options: NodeHttpOptions,
@@ -51,22 +73,7 @@ export function createNodeHttpListener(
   });
   // node destroys a quiet socket itself unless someone listens here; ConnectionGuard decides
   server.on("timeout", () => {});
-  server.on("clientError", (error: Error, socket: Socket) => {
-    const code = (error as Error & { code?: string }).code;
-    const status = code === "ERR_HTTP_REQUEST_TIMEOUT"
-      ? "408 Request Timeout"
-      : code === "HPE_HEADER_OVERFLOW"
-      ? "431 Request Header Fields Too Large"
-      : "400 Bad Request";
-    // a body that breaks its framing midway: answer once its handler has cleaned up (and
-    // only if the handler did not answer itself)
-    const writtenBefore = socket.bytesWritten;
-    guard.afterBrokenRequest(socket, () => {
-      if (!socket.writable) socket.destroy();
-      else if (socket.bytesWritten > writtenBefore) socket.end();
-      else socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    });
-  });
+  server.on("clientError", clientErrorAnswer(guard));
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = req.socket;
     guard.requestStarted(socket, { request: req, response: res });

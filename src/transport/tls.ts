@@ -14,6 +14,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { Handler } from "../http/types.ts";
 import { parseListenAddress, type RunningServer } from "./listen.ts";
 import { stderrLog } from "./node_bridge.ts";
+import { clientErrorAnswer } from "./node_http.ts";
 import {
   answerNodeRequest,
   formatHostPort,
@@ -147,6 +148,7 @@ export async function startTlsListener(
   // keep-alive timer would replace the guard's idle timer: the guard decides alone
   server.on("timeout", () => {});
   (server as unknown as { keepAliveTimeout: number }).keepAliveTimeout = 0;
+  server.on("clientError", clientErrorAnswer(guard));
   server.on("tlsClientError", (error: Error, socket: Socket) => {
     log(`TLS handshake error from ${peerIp(socket)}: ${error.message}`);
   });
