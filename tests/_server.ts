@@ -235,3 +235,26 @@ export async function treeSnapshot(dir: string): Promise<Map<string, string>> {
   }
   return out;
 }
+
+/**
+ * Runs `body` against `stowage serve --path <fresh temp dir> --listen 127.0.0.1:0 <args>`, then
+ * stops the server and removes the directory. `prepare` fills the directory before the start.
+ */
+export async function withStowage(
+  args: string[],
+  body: (server: Child, dir: string) => Promise<void>,
+  prepare?: (dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await prepare?.(dir);
+    const server = await spawnStowage(["--path", dir, "--listen", "127.0.0.1:0", ...args]);
+    try {
+      await body(server, dir);
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

@@ -11,6 +11,7 @@ import {
   sha256Hex,
   spawnStowage,
   treeSnapshot,
+  withStowage,
 } from "./_server.ts";
 
 Deno.test("streaming uploads keep every byte: sizes around the 64 KiB boundary", async () => {
@@ -213,13 +214,10 @@ Deno.test({
   },
 });
 
-Deno.test("restic: a body that breaks its chunked framing is answered only after its cleanup", async () => {
+Deno.test("restic: a body that breaks its chunked framing is answered only after its cleanup", () =>
   // The answer must not overtake the upload's cleanup: a client that sends its next request
   // as soon as it hears back would otherwise race it (and a directory could be left behind).
-  const dir = await Deno.makeTempDir();
-  await Deno.mkdir(`${dir}/r/data`, { recursive: true });
-  const server = await spawnStowage(["--path", dir, "--no-auth", "--listen", "127.0.0.1:0"]);
-  try {
+  withStowage(["--no-auth"], async (server, dir) => {
     for (let i = 0; i < 12; i++) {
       const id = sha256Hex(`broken framing ${i}`);
       const bytes = await rawExchange(
@@ -231,8 +229,4 @@ Deno.test("restic: a body that breaks its chunked framing is answered only after
       // checked the moment the answer is complete: no directory, no temp file
       assertEquals([...Deno.readDirSync(`${dir}/r/data`)].map((e) => e.name), [], `round ${i}`);
     }
-  } finally {
-    await server.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }, (dir) => Deno.mkdir(`${dir}/r/data`, { recursive: true })));

@@ -4,7 +4,7 @@
 // upload verification nothing is remembered. v1 listings are names only.
 
 import { assertEquals } from "./_assert.ts";
-import { randomBytes, sha256Hex, spawnStowage } from "./_server.ts";
+import { randomBytes, sha256Hex, withStowage } from "./_server.ts";
 
 const V2 = "application/vnd.x.restic.rest.v2";
 
@@ -28,10 +28,8 @@ function dataPath(dir: string, id: string): string {
 
 const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : 1);
 
-Deno.test("restic list: remembered sizes never hide what the disk says", async () => {
-  const dir = await Deno.makeTempDir();
-  const server = await spawnStowage(["--path", dir, "--no-auth", "--listen", "127.0.0.1:0"]);
-  try {
+Deno.test("restic list: remembered sizes never hide what the disk says", () =>
+  withStowage(["--no-auth"], async (server, dir) => {
     const created = await fetch(`${server.url}/r/?create=true`, { method: "POST" });
     assertEquals(created.status, 200);
     const bodies = [randomBytes(100), randomBytes(2000), randomBytes(30_000)];
@@ -68,23 +66,10 @@ Deno.test("restic list: remembered sizes never hide what the disk says", async (
     assertEquals(await list(server.url, "keys"), [{ name: key, size: 321 }]);
     assertEquals(await list(server.url, "keys", false), [key]);
     assertEquals(await list(server.url, "data", false), afterRemoval.map((e) => e.name));
-  } finally {
-    await server.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("restic list: without upload verification, sizes always come from the disk", async () => {
-  const dir = await Deno.makeTempDir();
-  const server = await spawnStowage([
-    "--path",
-    dir,
-    "--no-auth",
-    "--no-verify-upload",
-    "--listen",
-    "127.0.0.1:0",
-  ]);
-  try {
+Deno.test("restic list: without upload verification, sizes always come from the disk", () =>
+  withStowage(["--no-auth", "--no-verify-upload"], async (server, dir) => {
     const created = await fetch(`${server.url}/r/?create=true`, { method: "POST" });
     assertEquals(created.status, 200);
     const id = await upload(server.url, "data", randomBytes(500));
@@ -92,8 +77,4 @@ Deno.test("restic list: without upload verification, sizes always come from the 
     // without verification a name says nothing about the content: a rewrite changes the size
     await Deno.writeFile(dataPath(dir, id), randomBytes(64));
     assertEquals(await list(server.url, "data"), [{ name: id, size: 64 }]);
-  } finally {
-    await server.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));

@@ -9,7 +9,7 @@ import tls from "node:tls";
 import http2 from "node:http2";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { peerMissing } from "./_peers.ts";
-import { runStowage, sha256Hex, spawnStowage, treeSnapshot } from "./_server.ts";
+import { runStowage, sha256Hex, spawnStowage, treeSnapshot, withStowage } from "./_server.ts";
 import { stalledBy } from "../src/transport/timeouts.ts";
 
 const HEADER = "1s";
@@ -150,92 +150,69 @@ function checkListenerRules(r: Awaited<ReturnType<typeof probeAll>>, slowHeadSta
   assertEquals(r.slow.statuses, [200]);
 }
 
-Deno.test("timeouts: plain TCP: 408 for slow heads, idle and stalled connections closed, slow uploads kept", async () => {
-  const dir = await Deno.makeTempDir();
-  const server = await spawnStowage([
-    "--path",
-    dir,
-    "--no-auth",
-    "--listen",
-    "127.0.0.1:0",
-    "--read-header-timeout",
-    HEADER,
-    "--idle-timeout",
-    IDLE,
-  ]);
-  try {
-    await createRepo(server.url);
-    checkListenerRules(await probeAll(server.port, false), [408]);
-    assertEquals(await storedIds(dir), [ID]);
-  } finally {
-    await server.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+Deno.test("timeouts: plain TCP: 408 for slow heads, idle and stalled connections closed, slow uploads kept", () =>
+  withStowage(
+    ["--no-auth", "--read-header-timeout", HEADER, "--idle-timeout", IDLE],
+    async (server, dir) => {
+      await createRepo(server.url);
+      checkListenerRules(await probeAll(server.port, false), [408]);
+      assertEquals(await storedIds(dir), [ID]);
+    },
+  ));
 
 Deno.test({
   name: "timeouts: TLS (HTTP/1.1 and HTTP/2) follows the same rules",
   ignore: peerMissing("openssl"),
-  async fn() {
-    const dir = await Deno.makeTempDir();
-    const made = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        `${dir}/private_key`,
-        "-out",
-        `${dir}/public_key`,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=localhost",
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    assertEquals(made.code, 0);
-    const server = await spawnStowage([
-      "--path",
-      dir,
-      "--no-auth",
-      "--listen",
-      "127.0.0.1:0",
-      "--tls",
-      "--read-header-timeout",
-      HEADER,
-      "--idle-timeout",
-      IDLE,
-    ]);
-    const url = `https://127.0.0.1:${server.port}`;
-    try {
-      const h2 = http2Probe(url);
-      // TLS: no 408, the connection is closed (the head may be unreadable garbage)
-      checkListenerRules(await probeAll(server.port, true), []);
-      const streams = await h2;
-      assertEquals(streams.firstStatus, 200);
-      assert(
-        streams.stalledClosedMs !== null && streams.stalledClosedMs >= 1900 &&
-          streams.stalledClosedMs <= 3500,
-        `HTTP/2 stalled stream closed after ${streams.stalledClosedMs} ms`,
-      );
-      assert(
-        streams.idleGoawayMs !== null && streams.idleGoawayMs >= 1900 &&
-          streams.idleGoawayMs <= 3500,
-        `idle HTTP/2 session: GOAWAY after ${streams.idleGoawayMs} ms`,
-      );
-      assertEquals(await storedIds(dir), [ID]);
-    } finally {
-      await server.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+  fn: () =>
+    withStowage(
+      ["--no-auth", "--tls", "--read-header-timeout", HEADER, "--idle-timeout", IDLE],
+      async (server, dir) => {
+        const h2 = http2Probe(`https://127.0.0.1:${server.port}`);
+        // TLS: no 408, the connection is closed (the head may be unreadable garbage)
+        checkListenerRules(await probeAll(server.port, true), []);
+        const streams = await h2;
+        assertEquals(streams.firstStatus, 200);
+        assert(
+          streams.stalledClosedMs !== null && streams.stalledClosedMs >= 1900 &&
+            streams.stalledClosedMs <= 3500,
+          `HTTP/2 stalled stream closed after ${streams.stalledClosedMs} ms`,
+        );
+        assert(
+          streams.idleGoawayMs !== null && streams.idleGoawayMs >= 1900 &&
+            streams.idleGoawayMs <= 3500,
+          `idle HTTP/2 session: GOAWAY after ${streams.idleGoawayMs} ms`,
+        );
+        assertEquals(await storedIds(dir), [ID]);
+      },
+      makeCertificate,
+    ),
 });
+
+/** A self-signed certificate where `stowage serve --tls` looks by default. */
+async function makeCertificate(dir: string): Promise<void> {
+  const made = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      `${dir}/private_key`,
+      "-out",
+      `${dir}/public_key`,
+      "-days",
+      "2",
+      "-subj",
+      "/CN=localhost",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  assertEquals(made.code, 0);
+}
 
 /** HTTP/2: an idle session gets GOAWAY; a stream whose upload stalls is cancelled. */
 async function http2Probe(url: string) {
@@ -271,31 +248,18 @@ async function http2Probe(url: string) {
   return { firstStatus, stalledClosedMs, idleGoawayMs };
 }
 
-Deno.test("timeouts: both at 0 keep slow heads and idle connections open (Deno.serve)", async () => {
-  const dir = await Deno.makeTempDir();
-  const server = await spawnStowage([
-    "--path",
-    dir,
-    "--no-auth",
-    "--listen",
-    "127.0.0.1:0",
-    "--read-header-timeout",
-    "0",
-    "--idle-timeout",
-    "0",
-  ]);
-  try {
-    const [partial, idle] = await Promise.all([
-      probe(server.port, { first: "GET /health HTTP/1.1\r\nHost: x\r\n", watchMs: 3000 }),
-      probe(server.port, { first: "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", watchMs: 3000 }),
-    ]);
-    assertEquals(partial, { statuses: [], closedAfterMs: null });
-    assertEquals(idle, { statuses: [200], closedAfterMs: null });
-  } finally {
-    await server.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+Deno.test("timeouts: both at 0 keep slow heads and idle connections open (Deno.serve)", () =>
+  withStowage(
+    ["--no-auth", "--read-header-timeout", "0", "--idle-timeout", "0"],
+    async (server) => {
+      const [partial, idle] = await Promise.all([
+        probe(server.port, { first: "GET /health HTTP/1.1\r\nHost: x\r\n", watchMs: 3000 }),
+        probe(server.port, { first: "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", watchMs: 3000 }),
+      ]);
+      assertEquals(partial, { statuses: [], closedAfterMs: null });
+      assertEquals(idle, { statuses: [200], closedAfterMs: null });
+    },
+  ));
 
 Deno.test("timeouts: the borgstore-server-rest personality has them too", async () => {
   const dir = await Deno.makeTempDir();

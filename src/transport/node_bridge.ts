@@ -113,8 +113,9 @@ export function makeRequest(
   method: string,
   headers: HeadersInit,
   body: ReadableStream<Uint8Array> | null,
+  signal?: AbortSignal,
 ): Request {
-  const init: RequestInit & { duplex: "half" } = { method, headers, body, duplex: "half" };
+  const init: RequestInit & { duplex: "half" } = { method, headers, body, duplex: "half", signal };
   return new Request(url, init);
 }
 

@@ -16,6 +16,7 @@ import {
   errorText,
   headersFromNode,
   headersFromRawPairs,
+  makeRequest,
   nodeHeadersFromResponse,
   nodeReadableToWeb,
   pipeWebBodyToNode,
@@ -111,13 +112,7 @@ async function answer(
       : headersFromRawPairs((req as http.IncomingMessage).rawHeaders);
     if (hasRequestBody(req, method)) bridged = nodeReadableToWeb(req);
     else req.resume();
-    request = new Request(url, {
-      method,
-      headers,
-      body: bridged?.stream ?? null,
-      duplex: "half",
-      signal: controller.signal,
-    } as RequestInit);
+    request = makeRequest(url, method, headers, bridged?.stream ?? null, controller.signal);
   } catch {
     bridged?.drain();
     plainResponse(res, 400, "Bad Request");
