@@ -169,8 +169,10 @@ export class FsProvider implements Provider {
   }
 
   /**
-   * lstat that follows a symlink only when its target stays inside the root. Metadata calls are
+   * lstat that follows a symlink only when its target stays inside the root. Metadata reads are
    * synchronous: a cached stat costs microseconds, an async op's thread hop costs far more.
+   * Calls that change a directory (create, link, rename, unlink) are async: on a busy file
+   * system they wait for inode allocation or the journal, which would stall every connection.
    */
   async #statPath(path: string): Promise<Deno.FileInfo | null> {
     let info: Deno.FileInfo;
@@ -433,7 +435,7 @@ export class FsProvider implements Provider {
     for (let attempt = 0; attempt < 10 && file === null; attempt++) {
       temp = `${dir}/${tempName(key)}`;
       try {
-        file = Deno.openSync(temp, { write: true, createNew: true, mode: this.#fileMode });
+        file = await Deno.open(temp, { write: true, createNew: true, mode: this.#fileMode });
       } catch (error) {
         if (error instanceof Deno.errors.AlreadyExists) continue;
         if (error instanceof Deno.errors.NotFound && createParents) {
@@ -489,14 +491,14 @@ export class FsProvider implements Provider {
   async place(temp: string, final: string, replace: boolean): Promise<void> {
     if (replace) {
       try {
-        Deno.renameSync(temp, final);
+        await Deno.rename(temp, final);
       } catch (error) {
         throw toStowageError(error);
       }
       return;
     }
     try {
-      Deno.linkSync(temp, final);
+      await Deno.link(temp, final);
     } catch (error) {
       if (error instanceof Deno.errors.AlreadyExists) {
         throw new StowageError("Exists", "already exists");
@@ -514,7 +516,7 @@ export class FsProvider implements Provider {
       return;
     }
     try {
-      Deno.removeSync(temp);
+      await Deno.remove(temp);
     } catch {
       // the link is in place; a leftover temp name is swept later
     }
@@ -538,7 +540,7 @@ export class FsProvider implements Provider {
     }
     if (info.isDirectory) throw new StowageError("IsDirectory", "is a directory");
     try {
-      Deno.removeSync(path);
+      await Deno.remove(path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return null;
       throw toStowageError(error);
