@@ -1,10 +1,19 @@
-// `deno task bench [-- --runs N --quick --only a,b --no-reference]`: loopback benchmark of
-// stowage against `rclone serve restic` (when installed) as a side-by-side reference. Each run
-// starts every server fresh on an empty temporary directory, interleaved (stowage, reference,
-// stowage, reference, …); every uploaded object is read back and checked. Progress goes to
-// stderr; the one table of medians (stowage / reference) goes to stdout. Helpers: scripts/bench/.
+// `deno task bench [-- --runs N --quick --only a,b --no-reference --no-ceiling]`: loopback
+// benchmark of stowage against `rclone serve restic` (when installed) as a side-by-side reference,
+// and of the small-request workloads against the ceiling server (the least a server can do, so
+// the harness' own limit on this machine). Each run starts every server fresh on an empty
+// temporary directory, interleaved (stowage, reference, ceiling, stowage, …); every uploaded
+// object is read back and checked. Progress goes to stderr; the one table of medians goes to
+// stdout. Helpers: scripts/bench/.
 
-import { parseOptions, type Sizes, USAGE, UsageError, type Workload } from "./bench/config.ts";
+import {
+  CEILING_WORKLOADS,
+  parseOptions,
+  type Sizes,
+  USAGE,
+  UsageError,
+  type Workload,
+} from "./bench/config.ts";
 import { BenchData, log, newSession, type Session } from "./bench/context.ts";
 import {
   bigUpload,
@@ -57,18 +66,24 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
 
+  const ceilingOnly = new Set(CEILING_WORKLOADS.filter((w) => only.has(w)));
+  const ceiling = options.ceiling && ceilingOnly.size > 0;
   const results = new Results();
   const data = new BenchData(options.sizes);
   const started = performance.now();
   let dirCount = 0;
   /** One fresh server process on an empty directory for `body`, stopped (and wiped) after. */
-  const withServer = async (kind: ServerKind, body: (session: Session) => Promise<void>) => {
+  const withServer = async (
+    kind: ServerKind,
+    body: (session: Session) => Promise<void>,
+    sessionOptions = options,
+  ) => {
     const dir = `${root}/${kind}-${++dirCount}`;
     await Deno.mkdir(dir);
     const server = await startServer(kind, dir);
     running.add(server);
     try {
-      await body(newSession(server, options, data, results));
+      await body(newSession(server, sessionOptions, data, results));
     } catch (error) {
       if (error instanceof Error) {
         error.message += `\n--- last ${kind} stderr lines ---\n${server.tail()}`;
@@ -103,6 +118,9 @@ async function main(): Promise<number> {
             if (kind === "stowage" && only.has("borgstore")) await runBorgstore(session);
           });
         }
+      }
+      if (ceiling) {
+        await withServer("ceiling", runResticWorkloads, { ...options, only: ceilingOnly });
       }
       if (sessionTwo) {
         for (const kind of kinds) {
@@ -146,6 +164,12 @@ async function main(): Promise<number> {
     `\nratio = stowage / reference: above 1 is better for MiB/s and req/s, worse for ms, s, MiB.`,
   );
   console.log(`server CPU = utime + stime of the server process over the workload.`);
+  if (ceiling) {
+    console.log(
+      `ceiling = scripts/bench/ceiling_server.ts: Deno.serve, objects in memory, no checks — ` +
+        `the most this client gets on this machine; "of ceiling" = stowage / ceiling.`,
+    );
+  }
   console.log(
     reference
       ? `reference: ${reference}, \`rclone serve restic\` — no upload verification, no fsync; ` +

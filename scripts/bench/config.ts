@@ -1,5 +1,5 @@
 // Bench command line and sizes: `--runs N`, `--quick` (scaled-down sizes), `--only a,b`,
-// `--no-reference`, `--help`. Full sizes follow the performance issue's workload definitions.
+// `--no-reference`, `--no-ceiling`, `--help`. Full sizes follow the performance issue's workload definitions.
 
 import type { TreeSpec } from "./payload.ts";
 
@@ -23,6 +23,9 @@ export const WORKLOADS = [
   "startup",
 ] as const;
 export type Workload = typeof WORKLOADS[number];
+
+/** The small-request workloads also run against the ceiling server. */
+export const CEILING_WORKLOADS: Workload[] = ["upload-small", "head", "get-small"];
 
 export interface Sizes {
   largeCount: number;
@@ -112,6 +115,8 @@ export interface Options {
   runs: number;
   quick: boolean;
   reference: boolean;
+  /** Whether to measure the ceiling server (the least a server can do) for small requests. */
+  ceiling: boolean;
   only: Set<Workload>;
   sizes: Sizes;
 }
@@ -125,6 +130,7 @@ and prints one table of medians (stowage / reference).
   --quick           scaled-down sizes (about a minute in all)
   --only a,b,...    run only these workloads: ${WORKLOADS.join(", ")}
   --no-reference    do not start rclone
+  --no-ceiling      do not measure the ceiling server (${CEILING_WORKLOADS.join(", ")})
   -h, --help        this text
 `;
 
@@ -134,6 +140,7 @@ export function parseOptions(argv: string[]): Options | null {
   let runs = 3;
   let quick = false;
   let reference = true;
+  let ceiling = true;
   let only = new Set<Workload>(WORKLOADS);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -159,6 +166,9 @@ export function parseOptions(argv: string[]): Options | null {
       case "--no-reference":
         reference = false;
         break;
+      case "--no-ceiling":
+        ceiling = false;
+        break;
       case "--only": {
         const names = value().split(",").map((s) => s.trim()).filter(Boolean);
         for (const n of names) {
@@ -175,7 +185,7 @@ export function parseOptions(argv: string[]): Options | null {
         throw new UsageError(`unknown argument ${arg}`);
     }
   }
-  return { runs, quick, reference, only, sizes: quick ? QUICK : FULL };
+  return { runs, quick, reference, ceiling, only, sizes: quick ? QUICK : FULL };
 }
 
 export function formatBytes(n: number): string {

@@ -1,5 +1,6 @@
-// Collects per-run measurements for both servers and prints the one result table of medians:
-// workload | stowage | reference | ratio (stowage / reference), with units.
+// Collects per-run measurements for every server and prints the one result table of medians:
+// workload | stowage | reference | ratio (stowage / reference), with units; when the ceiling
+// server was measured, two more columns: ceiling | stowage / ceiling.
 
 import type { ServerKind } from "./servers.ts";
 
@@ -23,30 +24,40 @@ export class Results {
   /** A row that carries a remark instead of numbers. */
   remark(label: string, text: string): void {
     if (!this.#rows.has(label)) {
-      this.#rows.set(label, { label, unit: "s", values: { stowage: [], reference: [] }, text });
+      this.#rows.set(label, { label, unit: "s", values: emptyValues(), text });
     }
   }
 
   #row(label: string, unit: Unit): Row {
     let row = this.#rows.get(label);
     if (!row) {
-      row = { label, unit, values: { stowage: [], reference: [] } };
+      row = { label, unit, values: emptyValues() };
       this.#rows.set(label, row);
     }
     return row;
   }
 
   table(): string {
-    const lines: string[][] = [["workload", "stowage", "reference", "ratio"]];
-    for (const row of this.#rows.values()) {
+    const rows = [...this.#rows.values()];
+    const withCeiling = rows.some((row) => row.values.ceiling.length > 0);
+    const head = ["workload", "stowage", "reference", "ratio"];
+    const lines: string[][] = [withCeiling ? [...head, "ceiling", "of ceiling"] : head];
+    for (const row of rows) {
       if (row.text !== undefined) {
-        lines.push([row.label, row.text, "", ""]);
+        lines.push([row.label, row.text, ...Array(lines[0].length - 2).fill("")]);
         continue;
       }
       const a = median(row.values.stowage);
       const b = median(row.values.reference);
-      const ratio = Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? (a / b).toFixed(2) : "—";
-      lines.push([row.label, cell(a, row.unit), cell(b, row.unit), ratio]);
+      const line = [row.label, cell(a, row.unit), cell(b, row.unit), ratio(a, b)];
+      if (withCeiling) {
+        const c = median(row.values.ceiling);
+        line.push(
+          Number.isFinite(c) ? cell(c, row.unit) : "",
+          Number.isFinite(c) ? ratio(a, c) : "",
+        );
+      }
+      lines.push(line);
     }
     const widths = lines[0].map((_, c) => Math.max(...lines.map((l) => l[c].length)));
     const render = (l: string[]) =>
@@ -55,6 +66,14 @@ export class Results {
     for (const l of lines.slice(1)) out.push(render(l));
     return out.join("\n");
   }
+}
+
+function emptyValues(): Record<ServerKind, number[]> {
+  return { stowage: [], reference: [], ceiling: [] };
+}
+
+function ratio(a: number, b: number): string {
+  return Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? (a / b).toFixed(2) : "—";
 }
 
 export function median(values: number[]): number {

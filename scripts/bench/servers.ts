@@ -1,12 +1,13 @@
 // Starting and stopping the benchmarked servers: stowage (`deno run -A main.ts serve`, started
-// with the running Deno binary) and the reference `rclone serve restic`, each on a loopback port,
+// with the running Deno binary), the reference `rclone serve restic` and the ceiling server
+// (ceiling_server.ts, the least a server can do for small requests), each on a loopback port,
 // ready once it prints its listening line on stderr. stderr is drained for the process' lifetime
 // (the last lines are kept for error messages). stowage runs with the V8 flags of the tasks and
 // the executables.
 
 import { V8_FLAGS } from "../compile.ts";
 
-export type ServerKind = "stowage" | "reference";
+export type ServerKind = "stowage" | "reference" | "ceiling";
 
 export interface RunningServer {
   kind: ServerKind;
@@ -40,6 +41,10 @@ export function stowageArgs(dataDir: string, listen: string): string[] {
   ];
 }
 
+export function ceilingArgs(listen: string): string[] {
+  return ["run", "-A", V8_FLAGS, "scripts/bench/ceiling_server.ts", "--listen", listen];
+}
+
 export function rcloneArgs(dataDir: string, listen: string): string[] {
   return ["serve", "restic", "--addr", listen, "--config", "/dev/null", dataDir];
 }
@@ -66,6 +71,8 @@ export function freePort(): number {
 export function spawnServer(kind: ServerKind, dataDir: string, listen: string): Deno.ChildProcess {
   const [command, args] = kind === "stowage"
     ? [Deno.execPath(), stowageArgs(dataDir, listen)]
+    : kind === "ceiling"
+    ? [Deno.execPath(), ceilingArgs(listen)]
     : ["rclone", rcloneArgs(dataDir, listen)];
   return new Deno.Command(command, {
     args,
@@ -106,7 +113,7 @@ export async function startServer(kind: ServerKind, dataDir: string): Promise<Ru
   const tail = () => lines.slice(-20).join("\n");
   let resolvePort: (port: number) => void = () => {};
   const portFound = new Promise<number>((resolve) => resolvePort = resolve);
-  const ready = kind === "stowage" ? STOWAGE_READY : RCLONE_READY;
+  const ready = kind === "reference" ? RCLONE_READY : STOWAGE_READY;
   const drain = (async () => {
     const decoder = new TextDecoderStream();
     let pending = "";
