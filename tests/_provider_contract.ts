@@ -454,6 +454,34 @@ export function providerContract(name: string, factory: () => Promise<ProviderFi
     assertEquals(await names(provider, ""), ["l"]);
   });
 
+  test("readBytes (when offered) gives exactly what read gives, same errors", async ({ provider }) => {
+    if (provider.readBytes === undefined) return;
+    const data = patterned(300_000, 7);
+    await put(provider, "rb/obj", data);
+    await put(provider, "rb/empty", new Uint8Array(0));
+    const ranges: (ByteRange | undefined)[] = [
+      undefined,
+      { offset: 0, length: 4096 },
+      { offset: 123_457, length: 4096 },
+      { offset: 299_990, length: 4096 }, // clamps at the end
+      { offset: 300_000, length: 1 }, // at the end: empty
+      { offset: 0, length: 2 ** 40 },
+    ];
+    for (const range of ranges) {
+      const bytes = await provider.readBytes("rb/obj", range);
+      assertEquals(
+        sha256(bytes),
+        sha256(await get(provider, "rb/obj", range)),
+        JSON.stringify(range),
+      );
+    }
+    assertEquals((await provider.readBytes("rb/empty")).byteLength, 0);
+    await expectKind(() => provider.readBytes!("rb/missing"), "NotFound");
+    await expectKind(() => provider.readBytes!("no/such/dir/x"), "NotFound");
+    await expectKind(() => provider.readBytes!("rb"), "IsDirectory");
+    await expectKind(() => provider.readBytes!("rb/obj/below"), "NotFound", "NotDirectory");
+  });
+
   test("listNames (when offered) lists exactly what list lists, in the same order", async ({ provider }) => {
     if (provider.listNames === undefined) return;
     const files = ["b", "a", "B", "\uFF61", "\u{1F600}", "a.b"];

@@ -1,7 +1,8 @@
-// MemoryProvider: the shared provider contract plus its root-existence option.
+// MemoryProvider: the shared provider contract plus its root-existence option; readBody.
 
 import { MemoryProvider } from "../src/storage/memory.ts";
-import { assertEquals } from "./_assert.ts";
+import { readBody, SMALL_READ_LIMIT } from "../src/storage/provider.ts";
+import { assert, assertEquals } from "./_assert.ts";
 import { entries, expectKind, getText, providerContract, put } from "./_provider_contract.ts";
 
 providerContract(
@@ -26,4 +27,21 @@ Deno.test("memory: providers are independent", async () => {
   const two = new MemoryProvider();
   await put(one, "k", "one");
   assertEquals(await two.stat("k"), null);
+});
+
+Deno.test("readBody: one buffer for small reads, a stream above the limit, never a short body", async () => {
+  const provider = new MemoryProvider();
+  await put(provider, "small", "four");
+  await put(provider, "big", new Uint8Array(SMALL_READ_LIMIT + 1));
+  const small = await readBody(provider, "small", undefined, 4);
+  assert(small instanceof Uint8Array);
+  assertEquals(new TextDecoder().decode(small), "four");
+  const range = await readBody(provider, "small", { offset: 1, length: 2 }, 2);
+  assertEquals(new TextDecoder().decode(range as Uint8Array), "ou");
+  const big = await readBody(provider, "big", undefined, SMALL_READ_LIMIT + 1);
+  assert(big instanceof ReadableStream);
+  await big.cancel();
+  // the object changed between the caller's stat and the read: an error, not 3 of 4 bytes
+  await put(provider, "small", "one");
+  await expectKind(() => readBody(provider, "small", undefined, 4), "Internal");
 });

@@ -4,6 +4,7 @@
 
 import { StowageError } from "../errors.ts";
 import { checkPermission } from "../policy/permissions.ts";
+import { readBody } from "../storage/provider.ts";
 import {
   type BorgStore,
   onItem,
@@ -120,11 +121,12 @@ export async function load(
     if (resolved.length === 0) {
       return bytesResponse(resolved.status, "", { headers });
     }
-    const stream = await onItem(
+    const byteRange = { offset: resolved.offset, length: resolved.length };
+    const body = await onItem(
       name,
-      () => store.provider.read(name, { offset: resolved.offset, length: resolved.length }),
+      () => readBody(store.provider, name, byteRange, resolved.length),
     );
-    return streamResponse(resolved.status, stream, resolved.length, headers);
+    return streamResponse(resolved.status, body, resolved.length, headers);
   });
 }
 

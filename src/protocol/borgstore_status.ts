@@ -52,10 +52,10 @@ export function bytesResponse(
   return new Response(options.head || bytes.byteLength === 0 ? null : bytes, { status, headers });
 }
 
-/** A streamed response whose length is known in advance. */
+/** A streamed (or read in one piece) response whose length is known in advance. */
 export function streamResponse(
   status: number,
-  body: ReadableStream<Uint8Array>,
+  body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>,
   length: number,
   headers: Record<string, string>,
 ): Response {

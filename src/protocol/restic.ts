@@ -9,7 +9,7 @@ import type { AccessPolicy } from "../policy/access.ts";
 import { checkPermission, type PermissionMap } from "../policy/permissions.ts";
 import { quotaStream, type QuotaTracker, type Reservation, reserveAll } from "../policy/quota.ts";
 import { unsafeKeyReason } from "../storage/keys.ts";
-import type { Provider } from "../storage/provider.ts";
+import { type Provider, readBody } from "../storage/provider.ts";
 import { digestingStream, hashStream } from "../stream/digest.ts";
 import { countingStream, jsonArrayStream } from "../stream/json.ts";
 import { parseRange, type ResolvedRange } from "./http_range.ts";
@@ -341,8 +341,14 @@ export function createResticHandler(
     const headers = call.request.headers;
     const record = (bytes: number) => options.metrics?.blob("read", labels, bytes);
     // Counting the bytes sent costs a stream stage per response: only when metrics are on.
-    const counted = (stream: ReadableStream<Uint8Array>) =>
+    // A body read into one buffer is counted as it is handed over.
+    const countedStream = (stream: ReadableStream<Uint8Array>) =>
       options.metrics ? countingStream(stream, record) : stream;
+    const counted = (body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>) => {
+      if (!(body instanceof Uint8Array)) return countedStream(body);
+      if (options.metrics) record(body.byteLength);
+      return body;
+    };
     if (headers.get("if-none-match") === "*") {
       record(0);
       return new Response(null, { status: 304 });
@@ -360,7 +366,7 @@ export function createResticHandler(
     };
     switch (range.kind) {
       case "full": {
-        const body = counted(await provider.read(objectPath));
+        const body = counted(await readBody(provider, objectPath, undefined, size));
         return new Response(body, {
           status: 200,
           headers: { ...baseHeaders, "content-length": String(size) },
@@ -377,7 +383,8 @@ export function createResticHandler(
     }
     if (range.ranges.length === 1) {
       const r = range.ranges[0];
-      const body = counted(await provider.read(objectPath, { offset: r.start, length: r.length }));
+      const byteRange = { offset: r.start, length: r.length };
+      const body = counted(await readBody(provider, objectPath, byteRange, r.length));
       return new Response(body, {
         status: 206,
         headers: {
@@ -387,7 +394,7 @@ export function createResticHandler(
         },
       });
     }
-    return multipartResponse(objectPath, range.ranges, size, counted);
+    return multipartResponse(objectPath, range.ranges, size, countedStream);
   }
 
   function multipartResponse(

@@ -82,8 +82,8 @@ const SMALL_WRITE = 256 * 1024;
 /** Reads up to this many bytes with one synchronous read instead of a streamed file. */
 const SMALL_READ = 256 * 1024;
 
-/** A small range read in one go (a few syscalls), served as a one-chunk stream. */
-function readSmall(file: Deno.FsFile, offset: number, length: number): ReadableStream<Uint8Array> {
+/** A small range read in one go (a few syscalls); closes the file. */
+function readSmall(file: Deno.FsFile, offset: number, length: number): Uint8Array<ArrayBuffer> {
   const buffer = new Uint8Array(length);
   let filled = 0;
   try {
@@ -98,7 +98,11 @@ function readSmall(file: Deno.FsFile, offset: number, length: number): ReadableS
   } finally {
     file.close();
   }
-  const chunk = filled === length ? buffer : buffer.subarray(0, filled);
+  return filled === length ? buffer : buffer.subarray(0, filled);
+}
+
+/** A stream of one chunk (or none). */
+function oneChunk(chunk: Uint8Array): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({
     start(controller) {
       if (chunk.byteLength > 0) controller.enqueue(chunk);
@@ -286,7 +290,8 @@ export class FsProvider implements Provider {
     return entries.sort((a, b) => compareNames(a.name, b.name));
   }
 
-  async read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
+  /** Opens an object for reading (symlinks only inside the root); its size comes along. */
+  async #openForRead(key: string): Promise<{ file: Deno.FsFile; size: number }> {
     const path = this.path(key);
     await this.#existingParent(key).catch((error) => {
       const e = toStowageError(error);
@@ -295,15 +300,25 @@ export class FsProvider implements Provider {
     const info = await this.#statPath(path);
     if (info === null) throw new StowageError("NotFound", "not found");
     if (info.isDirectory) throw new StowageError("IsDirectory", "is a directory");
-    let file: Deno.FsFile;
     try {
-      file = Deno.openSync(path, { read: true });
+      return { file: Deno.openSync(path, { read: true }), size: info.size };
     } catch (error) {
       throw toStowageError(error);
     }
+  }
+
+  async readBytes(key: string, range?: ByteRange): Promise<Uint8Array<ArrayBuffer>> {
+    const { file, size } = await this.#openForRead(key);
     const offset = range?.offset ?? 0;
-    const wanted = Math.max(0, Math.min(range ? range.length : Infinity, info.size - offset));
-    if (wanted <= SMALL_READ) return readSmall(file, offset, wanted);
+    const wanted = Math.max(0, Math.min(range ? range.length : Infinity, size - offset));
+    return readSmall(file, offset, wanted);
+  }
+
+  async read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
+    const { file, size } = await this.#openForRead(key);
+    const offset = range?.offset ?? 0;
+    const wanted = Math.max(0, Math.min(range ? range.length : Infinity, size - offset));
+    if (wanted <= SMALL_READ) return oneChunk(readSmall(file, offset, wanted));
     let remaining = range ? range.length : Infinity;
     if (offset > 0) {
       try {

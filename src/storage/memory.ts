@@ -95,7 +95,7 @@ export class MemoryProvider implements Provider {
     yield* entries;
   }
 
-  async read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
+  async readBytes(key: string, range?: ByteRange): Promise<Uint8Array<ArrayBuffer>> {
     assertSafeKey(key);
     if (this.#isDir(key)) throw new StowageError("IsDirectory", "is a directory");
     const object = this.#objects.get(key);
@@ -105,15 +105,17 @@ export class MemoryProvider implements Provider {
     const end = range
       ? Math.min(start + range.length, object.data.byteLength)
       : object.data.byteLength;
-    const slice = object.data.slice(start, end);
-    return Promise.resolve(
-      new ReadableStream<Uint8Array>({
-        start(controller) {
-          if (slice.byteLength > 0) controller.enqueue(slice);
-          controller.close();
-        },
-      }),
-    );
+    return object.data.slice(start, end);
+  }
+
+  async read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
+    const slice = await this.readBytes(key, range);
+    return new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (slice.byteLength > 0) controller.enqueue(slice);
+        controller.close();
+      },
+    });
   }
 
   async begin(key: string, options: BeginOptions = {}): Promise<Upload> {

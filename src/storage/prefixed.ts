@@ -62,6 +62,14 @@ export class PrefixProvider implements Provider {
     return await this.#base.read(this.#key(key), range);
   }
 
+  get readBytes():
+    | ((key: string, range?: ByteRange) => Promise<Uint8Array<ArrayBuffer>>)
+    | undefined {
+    const base = this.#base;
+    if (base.readBytes === undefined) return undefined;
+    return (key, range) => base.readBytes!(this.#key(key), range);
+  }
+
   async begin(key: string, options?: BeginOptions): Promise<Upload> {
     if (key === "") throw new StowageError("BadRequest", "empty name");
     return await this.#base.begin(this.#key(key), options);

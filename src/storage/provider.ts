@@ -3,6 +3,8 @@
 // Every implementation keeps the same semantics: uploads are invisible until commit, commits are
 // atomic and durable, a no-replace commit fails with kind "Exists" when the key is taken.
 
+import { StowageError } from "../errors.ts";
+
 export interface Stat {
   size: number;
   isDirectory: boolean;
@@ -61,6 +63,11 @@ export interface Provider {
   listNames?(dir: string): Promise<NameEntry[]>;
   /** Reads an object, or a range of it. Throws NotFound / IsDirectory. */
   read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * Optional: like `read`, into one buffer. For reads the caller knows are small (see
+   * `readBody`): for a few KiB, a stream costs more than the bytes.
+   */
+  readBytes?(key: string, range?: ByteRange): Promise<Uint8Array<ArrayBuffer>>;
   begin(key: string, options?: BeginOptions): Promise<Upload>;
   /** Removes an object. Returns the removed size, or null when it did not exist. */
   delete(key: string): Promise<number | null>;
@@ -72,6 +79,32 @@ export interface Provider {
   rmdir(dir: string): Promise<void>;
   /** Removes a directory and everything below it. */
   removeTree(dir: string): Promise<void>;
+}
+
+/** Reads up to this size use the provider's `readBytes` when it has one. */
+export const SMALL_READ_LIMIT = 256 * 1024;
+
+/**
+ * The body for a read of `length` bytes the caller resolved from a stat: one buffer when the read
+ * is small and the provider offers `readBytes`, else a stream. A buffer that is not `length`
+ * bytes long (the object changed between stat and read) is an error, never a short answer.
+ */
+export async function readBody(
+  provider: Provider,
+  key: string,
+  range: ByteRange | undefined,
+  length: number,
+): Promise<Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>> {
+  if (length > SMALL_READ_LIMIT || provider.readBytes === undefined) {
+    return await provider.read(key, range);
+  }
+  const bytes = await provider.readBytes(key, range);
+  if (bytes.byteLength !== length) {
+    throw new StowageError("Internal", "object changed while being read", {
+      detail: `${key}: read ${bytes.byteLength} bytes, expected ${length}`,
+    });
+  }
+  return bytes;
 }
 
 /** Orders names by Unicode code point, which is UTF-8 byte order (as S3 and borgstore list). */
