@@ -2,7 +2,7 @@
 // running server with its real address and a bounded graceful shutdown. TCP with connection
 // timeouts (the default) runs on the node:http listener, since Deno.serve has no header-read or
 // idle timeout; TCP with both timeouts off, and unix sockets (local peers only), run on
-// Deno.serve, which costs a little less CPU per request.
+// Deno.serve, which costs about half the CPU per small request.
 
 import type { Handler } from "../http/types.ts";
 import { createNodeHttpListener } from "./node_http.ts";
