@@ -14,7 +14,7 @@ import type {
   Stat,
   Upload,
 } from "./provider.ts";
-import { baseName, compareNames, parentKey } from "./provider.ts";
+import { baseName, compareNames, oneChunkStream, parentKey, SMALL_READ_LIMIT } from "./provider.ts";
 
 export interface FsProviderOptions {
   /** Directory mode for new directories (default 0o700). */
@@ -79,9 +79,6 @@ const bufferPool = {
 /** Writes up to this size go to the page cache synchronously (cheaper than an async op). */
 const SMALL_WRITE = 256 * 1024;
 
-/** Reads up to this many bytes with one synchronous read instead of a streamed file. */
-const SMALL_READ = 256 * 1024;
-
 /** A small range read in one go (a few syscalls); closes the file. */
 function readSmall(file: Deno.FsFile, offset: number, length: number): Uint8Array<ArrayBuffer> {
   const buffer = new Uint8Array(length);
@@ -99,16 +96,6 @@ function readSmall(file: Deno.FsFile, offset: number, length: number): Uint8Arra
     file.close();
   }
   return filled === length ? buffer : buffer.subarray(0, filled);
-}
-
-/** A stream of one chunk (or none). */
-function oneChunk(chunk: Uint8Array): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      if (chunk.byteLength > 0) controller.enqueue(chunk);
-      controller.close();
-    },
-  });
 }
 
 export class FsProvider implements Provider {
@@ -290,8 +277,14 @@ export class FsProvider implements Provider {
     return entries.sort((a, b) => compareNames(a.name, b.name));
   }
 
-  /** Opens an object for reading (symlinks only inside the root); its size comes along. */
-  async #openForRead(key: string): Promise<{ file: Deno.FsFile; size: number }> {
+  /**
+   * Opens an object for reading (symlinks only inside the root), with where the read starts and
+   * how many bytes it can give.
+   */
+  async #openForRead(
+    key: string,
+    range: ByteRange | undefined,
+  ): Promise<{ file: Deno.FsFile; offset: number; wanted: number }> {
     const path = this.path(key);
     await this.#existingParent(key).catch((error) => {
       const e = toStowageError(error);
@@ -300,25 +293,25 @@ export class FsProvider implements Provider {
     const info = await this.#statPath(path);
     if (info === null) throw new StowageError("NotFound", "not found");
     if (info.isDirectory) throw new StowageError("IsDirectory", "is a directory");
+    let file: Deno.FsFile;
     try {
-      return { file: Deno.openSync(path, { read: true }), size: info.size };
+      file = Deno.openSync(path, { read: true });
     } catch (error) {
       throw toStowageError(error);
     }
+    const offset = range?.offset ?? 0;
+    const wanted = Math.max(0, Math.min(range ? range.length : Infinity, info.size - offset));
+    return { file, offset, wanted };
   }
 
   async readBytes(key: string, range?: ByteRange): Promise<Uint8Array<ArrayBuffer>> {
-    const { file, size } = await this.#openForRead(key);
-    const offset = range?.offset ?? 0;
-    const wanted = Math.max(0, Math.min(range ? range.length : Infinity, size - offset));
+    const { file, offset, wanted } = await this.#openForRead(key, range);
     return readSmall(file, offset, wanted);
   }
 
   async read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
-    const { file, size } = await this.#openForRead(key);
-    const offset = range?.offset ?? 0;
-    const wanted = Math.max(0, Math.min(range ? range.length : Infinity, size - offset));
-    if (wanted <= SMALL_READ) return oneChunk(readSmall(file, offset, wanted));
+    const { file, offset, wanted } = await this.#openForRead(key, range);
+    if (wanted <= SMALL_READ_LIMIT) return oneChunkStream(readSmall(file, offset, wanted));
     let remaining = range ? range.length : Infinity;
     if (offset > 0) {
       try {

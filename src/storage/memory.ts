@@ -6,7 +6,7 @@
 import { StowageError } from "../errors.ts";
 import { assertSafeKey } from "./keys.ts";
 import type { BeginOptions, ByteRange, Entry, Provider, Stat, Upload } from "./provider.ts";
-import { baseName, compareNames, parentKey } from "./provider.ts";
+import { baseName, compareNames, oneChunkStream, parentKey } from "./provider.ts";
 
 interface MemoryObject {
   data: Uint8Array;
@@ -109,13 +109,7 @@ export class MemoryProvider implements Provider {
   }
 
   async read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
-    const slice = await this.readBytes(key, range);
-    return new ReadableStream<Uint8Array>({
-      start(controller) {
-        if (slice.byteLength > 0) controller.enqueue(slice);
-        controller.close();
-      },
-    });
+    return oneChunkStream(await this.readBytes(key, range));
   }
 
   async begin(key: string, options: BeginOptions = {}): Promise<Upload> {

@@ -84,6 +84,16 @@ export interface Provider {
 /** Reads up to this size use the provider's `readBytes` when it has one. */
 export const SMALL_READ_LIMIT = 256 * 1024;
 
+/** A stream of one chunk (none for an empty one), for bytes already in memory. */
+export function oneChunkStream(chunk: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (chunk.byteLength > 0) controller.enqueue(chunk);
+      controller.close();
+    },
+  });
+}
+
 /**
  * The body for a read of `length` bytes the caller resolved from a stat: one buffer when the read
  * is small and the provider offers `readBytes`, else a stream. A buffer that is not `length`
