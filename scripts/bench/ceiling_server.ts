@@ -23,7 +23,7 @@ function parseListen(argv: string[]): { hostname: string; port: number } {
 }
 
 /** Reads a whole (small) request body. */
-async function readBody(request: Request): Promise<Uint8Array<ArrayBuffer>> {
+async function readAll(request: Request): Promise<Uint8Array<ArrayBuffer>> {
   return new Uint8Array(await request.arrayBuffer());
 }
 
@@ -50,7 +50,7 @@ function main(): void {
     }
     switch (request.method) {
       case "POST":
-        objects.set(path, await readBody(request));
+        objects.set(path, await readAll(request));
         return new Response(null);
       case "HEAD":
       case "GET": {
