@@ -7,19 +7,22 @@
 //
 // Prints "start server on HOST:PORT" on stderr once listening, like stowage.
 
+import { parseListenAddress } from "../../src/transport/listen.ts";
+
 const OBJECT = /^\/[^/]+\/(data|keys|locks|snapshots|index)\/([0-9a-f]{64})$/;
 const V2 = "application/vnd.x.restic.rest.v2";
 
-function parseListen(argv: string[]): { hostname: string; port: number } {
+/** The --listen value (HOST:PORT, parsed like stowage's own flag); exits 2 when it is bad. */
+function listenAddress(argv: string[]): { hostname: string; port: number } {
   const index = argv.indexOf("--listen");
-  const value = index >= 0 ? argv[index + 1] : "127.0.0.1:0";
-  const colon = value?.lastIndexOf(":") ?? -1;
-  const port = Number(value?.slice(colon + 1));
-  if (colon < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error("usage: ceiling_server.ts --listen HOST:PORT");
-    Deno.exit(2);
+  try {
+    const address = parseListenAddress(index >= 0 ? argv[index + 1] ?? "" : "127.0.0.1:0");
+    if (address.kind === "tcp") return address;
+  } catch {
+    // reported below
   }
-  return { hostname: value.slice(0, colon), port };
+  console.error("usage: ceiling_server.ts --listen HOST:PORT");
+  Deno.exit(2);
 }
 
 /** Reads a whole (small) request body. */
@@ -28,7 +31,7 @@ async function readAll(request: Request): Promise<Uint8Array<ArrayBuffer>> {
 }
 
 function main(): void {
-  const { hostname, port } = parseListen(Deno.args);
+  const { hostname, port } = listenAddress(Deno.args);
   const objects = new Map<string, Uint8Array<ArrayBuffer>>();
   const octets = { "Content-Type": "application/octet-stream" };
   const server = Deno.serve({
