@@ -4,6 +4,7 @@
 // that no path ever resolves to a place outside the root (symlinks included).
 
 import { StowageError, toStowageError } from "../errors.ts";
+import { noteBytesMoved } from "../gc_hint.ts";
 import { assertSafeKey, isTempName, TEMP_MARKER } from "./keys.ts";
 import type {
   BeginOptions,
@@ -21,7 +22,7 @@ export interface FsProviderOptions {
   dirMode?: number;
   /** File mode for new files (default 0o600). */
   fileMode?: number;
-  /** Size of the write coalescing buffer (default 1 MiB). */
+  /** Size of the write coalescing buffer (default 512 KiB). */
   writeBufferSize?: number;
   /** Called once when the file system cannot fsync. */
   warn?: (message: string) => void;
@@ -115,7 +116,7 @@ export class FsProvider implements Provider {
     this.description = `file system at ${this.root}`;
     this.#dirMode = options.dirMode ?? 0o700;
     this.#fileMode = options.fileMode ?? 0o600;
-    this.#bufferSize = options.writeBufferSize ?? 1024 * 1024;
+    this.#bufferSize = options.writeBufferSize ?? 512 * 1024;
     this.#warn = options.warn ?? ((m) => console.error(m));
   }
 
@@ -344,6 +345,7 @@ export class FsProvider implements Provider {
             return;
           }
           remaining -= n;
+          noteBytesMoved(n);
           controller.enqueue(n === buffer.byteLength ? buffer : buffer.subarray(0, n));
         } catch (error) {
           close();
@@ -704,6 +706,7 @@ class FsUpload implements Upload {
 
   async #write(chunk: Uint8Array): Promise<void> {
     this.#written += chunk.byteLength;
+    noteBytesMoved(chunk.byteLength);
     let at = 0;
     while (at < chunk.byteLength) {
       const buffer = this.#buffer();

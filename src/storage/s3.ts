@@ -33,6 +33,7 @@
 
 import { StowageError, toStowageError } from "../errors.ts";
 import { assertSafeKey, unsafeKeyReason } from "./keys.ts";
+import { noteBytesMoved } from "../gc_hint.ts";
 import type { BeginOptions, ByteRange, Entry, Provider, Stat, Upload } from "./provider.ts";
 import { compareNames, parentKey } from "./provider.ts";
 import {
@@ -447,6 +448,7 @@ export class S3Provider implements Provider {
             const { value, done } = await readWithin(reader, idleMs);
             if (!done) {
               position += value.byteLength;
+              noteBytesMoved(value.byteLength);
               controller.enqueue(value);
               return;
             }
@@ -961,6 +963,7 @@ class S3Upload implements Upload {
     if (this.#state !== "open") throw new StowageError("Internal", "upload already finished");
     if (this.#failure) throw this.#failure;
     this.#written += chunk.byteLength;
+    noteBytesMoved(chunk.byteLength);
     let at = 0;
     while (at < chunk.byteLength) {
       const capacity = this.#partCapacity(this.#partNumber);
