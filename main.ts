@@ -5,10 +5,7 @@ import { renderHelp, secretsOnCommandLine, UsageError } from "./src/cli/flags.ts
 import { BORGSTORE_FLAGS, parseBorgstoreArgs } from "./src/cli/borgstore_config.ts";
 import { SERVE_FLAGS } from "./src/cli/serve_config.ts";
 import { parseServeArgsWithConfig, runCheckConfig } from "./src/cli/config_file.ts";
-import { runStatusCommand } from "./src/cli/status_command.ts";
-import { runUserCommand } from "./src/cli/user_command.ts";
 import { buildBorgstoreServer } from "./src/borgstore_server.ts";
-import { listenFds, serveActivated, serveOnFd } from "./src/transport/fd.ts";
 import { serveStdioHttp1 } from "./src/transport/stdio_h1.ts";
 import {
   RefusedCommand,
@@ -17,11 +14,15 @@ import {
   runSshEntry,
   SSH_FLAGS,
 } from "./src/stdio_servers.ts";
+import { StartupError } from "./src/errors.ts";
 import { stderrLogger } from "./src/log.ts";
-import { buildServer, StartupError } from "./src/server.ts";
-import { type RunningServer, startListener } from "./src/transport/listen.ts";
+import type { RunningServer } from "./src/transport/listen.ts";
 import type { TlsServer } from "./src/transport/tls.ts";
 import { VERSION } from "./src/version.ts";
+
+// The HTTP listeners (node:http), the serve wiring and the user and status commands are imported
+// by the subcommand that needs them: a process started per ssh connection loads neither them nor
+// the node compatibility layer before its first answer.
 
 const SERVE_USAGE = "stowage [serve] (--path DIR | --backend URL) [flags]";
 const SERVE_SUMMARY =
@@ -47,7 +48,10 @@ async function serve(argv: string[]): Promise<void> {
     log.info("WARNING: authentication is disabled (--no-auth): anyone who can reach the");
     log.info("WARNING: listener can read, write and delete backups. For trying out only.");
   }
+  const { buildServer } = await import("./src/server.ts");
   const built = await buildServer(config, log, file);
+  const { listenFds, serveActivated } = await import("./src/transport/fd.ts");
+  const { startListener } = await import("./src/transport/listen.ts");
   let tlsServer: TlsServer | null = null;
   let server: RunningServer;
   const inherited = listenFds();
@@ -147,6 +151,7 @@ async function borgstoreServer(argv: string[]): Promise<void> {
     if (count !== 1) {
       fail(`--socket-activation expects exactly 1 socket from systemd, got ${count}`, 1);
     }
+    const { listenFds, serveOnFd } = await import("./src/transport/fd.ts");
     const fds = listenFds(Deno.env, { checkPid: false });
     const server = serveOnFd(built.handler, fds[0], {
       log: (line) => log.error(line),
@@ -156,6 +161,7 @@ async function borgstoreServer(argv: string[]): Promise<void> {
     log.info(`BorgStore REST server using systemd-activated socket on ${server.address}`);
     stop = () => server.close();
   } else {
+    const { startListener } = await import("./src/transport/listen.ts");
     const server = await startListener(built.handler, {
       address: config.host.includes(":")
         ? `[${config.host}]:${config.port}`
@@ -260,9 +266,9 @@ async function main(args: string[]): Promise<void> {
     case "check-config":
       return Deno.exit(await runCheckConfig(rest));
     case "user":
-      return Deno.exit(await runUserCommand(rest));
+      return Deno.exit(await (await import("./src/cli/user_command.ts")).runUserCommand(rest));
     case "status":
-      return Deno.exit(await runStatusCommand(rest));
+      return Deno.exit(await (await import("./src/cli/status_command.ts")).runStatusCommand(rest));
     case "help":
     case "--help":
     case "-h":

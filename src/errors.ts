@@ -76,3 +76,8 @@ export function fsErrorReason(error: unknown): string {
   if (error instanceof Deno.errors.IsADirectory) return "is a directory";
   return error instanceof Error ? error.message : String(error);
 }
+
+/** A server cannot start with its configuration (the message is for the operator; exit 1). */
+export class StartupError extends Error {
+  override name = "StartupError";
+}

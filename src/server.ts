@@ -16,6 +16,7 @@ import type { Logger } from "./log.ts";
 import { flagPolicy } from "./policy/access.ts";
 import { measureTree, QuotaTracker } from "./policy/quota.ts";
 import { FsProvider } from "./storage/fs.ts";
+import { StartupError } from "./errors.ts";
 import type { Provider } from "./storage/provider.ts";
 import type { S3Provider } from "./storage/s3.ts";
 import { createS3Provider, S3ConfigError } from "./storage/s3_config.ts";
@@ -25,9 +26,7 @@ import { composeHandler } from "./handler.ts";
 const TEMP_FILE_MAX_AGE_MS = 60 * 60 * 1000;
 const TEMP_SWEEP_INTERVAL_MS = 6 * 60 * 60 * 1000;
 
-export class StartupError extends Error {
-  override name = "StartupError";
-}
+export { StartupError };
 
 export interface BuiltServer {
   handler: Handler;

@@ -26,7 +26,7 @@ function cases(): Array<[number, number]> {
 Deno.test("digestingStream passes bytes unchanged and digests them (size matrix)", async () => {
   for (const [size, chunk] of cases()) {
     const data = patterned(size, size + chunk);
-    const d = digestingStream();
+    const d = await digestingStream();
     const out = await collect(chunkedStream(data, chunk).pipeThrough(d.stream));
     assertEquals(out.byteLength, size, `size ${size}/${chunk}`);
     assertEquals(sha256(out), sha256(data), `passthrough ${size}/${chunk}`);
@@ -37,7 +37,7 @@ Deno.test("digestingStream passes bytes unchanged and digests them (size matrix)
 });
 
 Deno.test("digestingStream: chunks are passed through as the same bytes, in order", async () => {
-  const d = digestingStream();
+  const d = await digestingStream();
   const chunks = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array([4])];
   const out: Uint8Array[] = [];
   await ReadableStream.from(chunks).pipeThrough(d.stream).pipeTo(
@@ -50,11 +50,11 @@ Deno.test("digestingStream: chunks are passed through as the same bytes, in orde
 Deno.test("digestingStream: other algorithms and the empty stream", async () => {
   const data = patterned(100_000, 4);
   for (const algorithm of ["sha1", "sha512", "md5", "sha256"]) {
-    const d = digestingStream(algorithm);
+    const d = await digestingStream(algorithm);
     await collect(chunkedStream(data, 7000).pipeThrough(d.stream));
     assertEquals(d.hex(), createHash(algorithm).update(data).digest("hex"), algorithm);
   }
-  const empty = digestingStream();
+  const empty = await digestingStream();
   await collect(chunkedStream(new Uint8Array(0), 1).pipeThrough(empty.stream));
   assertEquals(
     empty.hex(),
@@ -64,7 +64,7 @@ Deno.test("digestingStream: other algorithms and the empty stream", async () => 
 });
 
 Deno.test("digestingStream: bytes() counts while streaming; errors propagate", async () => {
-  const d = digestingStream();
+  const d = await digestingStream();
   const writer = d.stream.writable.getWriter();
   const reader = d.stream.readable.getReader();
   const w = writer.write(new Uint8Array(10));

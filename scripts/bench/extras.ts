@@ -1,6 +1,8 @@
 // The bench's single-shot measurements: one large streamed upload (throughput and the server's
 // peak RSS, read back and checked afterwards), `restic backup` of a generated tree (wall time),
-// and startup-to-first-response (spawn, poll until the server answers; median of N).
+// and startup-to-first-response: over TCP (spawn, poll until the server answers) and over stdio
+// (spawn `borgstore-server-rest --stdio` as an ssh forced command would, one request on stdin, the
+// first bytes of the answer); medians of N.
 
 import { createHash } from "node:crypto";
 import { formatBytes } from "./config.ts";
@@ -9,7 +11,14 @@ import { BenchFailure, expectStatus, requestOnce } from "./http.ts";
 import { treeBytes, type TreeSpec, writeTree } from "./payload.ts";
 import type { Results } from "./report.ts";
 import { createRepo } from "./restic.ts";
-import { freePort, type ServerKind, spawnServer, stopChild } from "./servers.ts";
+import {
+  freePort,
+  PROJECT_ROOT,
+  type ServerKind,
+  spawnServer,
+  stopChild,
+  stowageStdioArgs,
+} from "./servers.ts";
 
 /** One streamed upload of `sizes.bigSize` bytes with Content-Length, then a checked read-back. */
 export async function bigUpload(session: Session): Promise<void> {
@@ -116,12 +125,49 @@ async function startupOnce(kind: ServerKind, dataDir: string): Promise<number> {
       } catch {
         // not listening yet
       }
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await new Promise((resolve) => setTimeout(resolve, 2));
     }
     throw new BenchFailure(`${kind} did not answer within 30 s of spawning`);
   } finally {
     client.close();
     await stopChild(child);
+  }
+}
+
+/** The request a borg client sends first, as one HTTP/1.1 request on stdin. */
+const STDIO_REQUEST = new TextEncoder().encode(
+  "HEAD /config HTTP/1.1\r\nHost: stdio\r\nAccept: application/vnd.x.borgstore.rest.v1\r\n\r\n",
+);
+
+/**
+ * Spawn `stowage borgstore-server-rest --stdio` (what an ssh forced command starts per
+ * connection) → the first bytes of its answer to one request on stdin, in ms.
+ */
+async function stdioStartupOnce(dataDir: string): Promise<number> {
+  const started = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: stowageStdioArgs(dataDir),
+    cwd: PROJECT_ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const reader = child.stdout.getReader();
+  try {
+    await writer.write(STDIO_REQUEST);
+    const first = await reader.read();
+    const elapsed = performance.now() - started;
+    const head = new TextDecoder().decode(first.value ?? new Uint8Array()).split("\r\n")[0];
+    if (!/^HTTP\/1\.1 \d{3} /.test(head)) {
+      throw new BenchFailure(`stdio server answered ${JSON.stringify(head)} instead of HTTP`);
+    }
+    return elapsed;
+  } finally {
+    await writer.close().catch(() => {});
+    await reader.cancel().catch(() => {});
+    const status = await child.status;
+    if (!status.success) throw new BenchFailure(`stdio server exited with code ${status.code}`);
   }
 }
 
@@ -132,6 +178,7 @@ export async function startupTimes(
   results: Results,
 ): Promise<void> {
   const label = `startup to first response (median of ${reps})`;
+  const stdioLabel = `  startup: stdio (borgstore-server-rest --stdio)`;
   for (let rep = 0; rep < reps; rep++) {
     for (const kind of kinds) {
       const dataDir = `${dir}/startup-${kind}-${rep}`;
@@ -139,6 +186,14 @@ export async function startupTimes(
       const ms = await startupOnce(kind, dataDir);
       results.add(kind, label, "ms", ms);
       log(`${kind.padEnd(9)} startup          ${ms.toFixed(0)} ms`);
+      await Deno.remove(dataDir, { recursive: true });
+    }
+    if (kinds.includes("stowage")) {
+      const dataDir = `${dir}/startup-stdio-${rep}`;
+      await Deno.mkdir(dataDir, { recursive: true });
+      const ms = await stdioStartupOnce(dataDir);
+      results.add("stowage", stdioLabel, "ms", ms);
+      log(`stowage   startup (stdio)  ${ms.toFixed(0)} ms`);
       await Deno.remove(dataDir, { recursive: true });
     }
   }

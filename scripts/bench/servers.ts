@@ -41,6 +41,20 @@ export function stowageArgs(dataDir: string, listen: string): string[] {
   ];
 }
 
+/** stowage as an ssh forced command runs it: one BorgStore store spoken over stdin/stdout. */
+export function stowageStdioArgs(dataDir: string): string[] {
+  return [
+    "run",
+    "-A",
+    V8_FLAGS,
+    "main.ts",
+    "borgstore-server-rest",
+    "--stdio",
+    "--backend",
+    `file://${dataDir}`,
+  ];
+}
+
 export function ceilingArgs(listen: string): string[] {
   return ["run", "-A", V8_FLAGS, "scripts/bench/ceiling_server.ts", "--listen", listen];
 }

@@ -75,12 +75,12 @@ export function singleUserAuth(username: string, password: string): Authenticato
     throw new TypeError("singleUserAuth needs a non-empty username and password");
   }
   return {
-    authenticate: (request) => {
+    authenticate: async (request) => {
       const credentials = parseBasicAuth(request.headers.get("authorization"));
-      if (credentials === null) return Promise.resolve(null);
-      const userOk = constantTimeEqual(credentials.user, username);
-      const passwordOk = constantTimeEqual(credentials.password, password);
-      return Promise.resolve(userOk && passwordOk ? username : null);
+      if (credentials === null) return null;
+      const userOk = await constantTimeEqual(credentials.user, username);
+      const passwordOk = await constantTimeEqual(credentials.password, password);
+      return userOk && passwordOk ? username : null;
     },
   };
 }

@@ -1,7 +1,7 @@
 // Owns the htpasswd file: parsing, password hash verification (bcrypt, {SHA}, $apr1$, $5$, $6$),
 // the success cache (SHA-256 of user:password, 60 s) and reloading when the file changes.
 
-import { createHash, timingSafeEqual } from "node:crypto";
+import { type NodeCrypto, nodeCrypto } from "../stream/node_crypto.ts";
 
 /** Receives one log line without trailing newline. */
 export type LogFn = (line: string) => void;
@@ -53,13 +53,17 @@ export function parseHtpasswd(text: string): ParsedHtpasswd {
 }
 
 /** SHA-256 digest of a string (UTF-8) or bytes. */
-function sha256(data: string | Uint8Array): Uint8Array {
-  return createHash("sha256").update(data).digest();
+function sha256(crypto: NodeCrypto, data: string | Uint8Array): Uint8Array {
+  return crypto.createHash("sha256").update(data).digest();
 }
 
 /** Constant-time equality of two strings or byte arrays of any length (compares SHA-256 digests). */
-export function constantTimeEqual(a: string | Uint8Array, b: string | Uint8Array): boolean {
-  return timingSafeEqual(sha256(a), sha256(b));
+export async function constantTimeEqual(
+  a: string | Uint8Array,
+  b: string | Uint8Array,
+): Promise<boolean> {
+  const crypto = await nodeCrypto();
+  return crypto.timingSafeEqual(sha256(crypto, a), sha256(crypto, b));
 }
 
 const CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -96,7 +100,8 @@ const utf8 = new TextEncoder();
 const APR1_ORDER = [[0, 6, 12], [1, 7, 13], [2, 8, 14], [3, 9, 15], [4, 10, 5]];
 
 /** Apache $apr1$ MD5 hash part (22 characters) for a password and salt. */
-export function apr1Digest(password: string, salt: string): string {
+export async function apr1Digest(password: string, salt: string): Promise<string> {
+  const { createHash } = await nodeCrypto();
   const md5 = () => createHash("md5");
   const pw = utf8.encode(password);
   const sl = utf8.encode(salt.slice(0, 8));
@@ -161,6 +166,7 @@ export async function shaCryptDigest(
   rounds: number,
 ): Promise<string> {
   const algorithm = variant === "5" ? "sha256" : "sha512";
+  const { createHash } = await nodeCrypto();
   const h = () => createHash(algorithm);
   const pw = utf8.encode(password);
   const sl = utf8.encode(salt).subarray(0, 16);
@@ -199,7 +205,7 @@ async function verifyBcrypt(hash: string, password: string): Promise<boolean> {
   // loaded on first use: most processes (stdio, ssh, --no-auth) never need it
   const bcrypt = (await import("bcryptjs")).default;
   const computed = await bcrypt.hash(password, hash.slice(0, 29));
-  return constantTimeEqual(computed, hash);
+  return await constantTimeEqual(computed, hash);
 }
 
 /** Verifies a $5$ / $6$ hash, clamping rounds to [1000, 999999999] like glibc. */
@@ -209,7 +215,7 @@ async function verifyShaCrypt(match: RegExpMatchArray, password: string): Promis
     ? 5000
     : Math.min(999_999_999, Math.max(1000, Number(roundsText)));
   const computed = await shaCryptDigest(variant as "5" | "6", password, salt, rounds);
-  return constantTimeEqual(computed, stored);
+  return await constantTimeEqual(computed, stored);
 }
 
 /** Checks a password against one htpasswd hash; unknown or malformed formats give false. */
@@ -217,11 +223,11 @@ export async function verifyHash(hash: string, password: string): Promise<boolea
   try {
     if (BCRYPT.test(hash)) return await verifyBcrypt(hash, password);
     if (hash.startsWith("{SHA}")) {
-      const computed = createHash("sha1").update(password).digest("base64");
-      return constantTimeEqual(computed, hash.slice(5));
+      const computed = (await nodeCrypto()).createHash("sha1").update(password).digest("base64");
+      return await constantTimeEqual(computed, hash.slice(5));
     }
     const apr1 = hash.match(APR1);
-    if (apr1) return constantTimeEqual(apr1Digest(password, apr1[1]), apr1[2]);
+    if (apr1) return await constantTimeEqual(await apr1Digest(password, apr1[1]), apr1[2]);
     const shaCrypt = hash.match(SHA_CRYPT);
     if (shaCrypt) return await verifyShaCrypt(shaCrypt, password);
     return false;
@@ -369,8 +375,9 @@ export class HtpasswdFile {
   async verify(user: string, password: string): Promise<boolean> {
     const hash = this.#users.get(user);
     if (hash === undefined) return await this.#spendDummyTime(password);
-    const digest = sha256(`${user}:${password}`);
-    if (this.#cacheHit(user, digest)) return true;
+    const crypto = await nodeCrypto();
+    const digest = sha256(crypto, `${user}:${password}`);
+    if (this.#cacheHit(crypto, user, digest)) return true;
     const generation = this.#generation;
     this.stats.hashChecks++;
     if (!(await verifyHash(hash, password))) {
@@ -384,14 +391,14 @@ export class HtpasswdFile {
   }
 
   /** True if an unexpired cache entry for the user holds this digest. */
-  #cacheHit(user: string, digest: Uint8Array): boolean {
+  #cacheHit(crypto: NodeCrypto, user: string, digest: Uint8Array): boolean {
     const entry = this.#cache.get(user);
     if (entry === undefined) return false;
     if (this.#now() >= entry.expires) {
       this.#cache.delete(user);
       return false;
     }
-    if (!timingSafeEqual(entry.digest, digest)) return false;
+    if (!crypto.timingSafeEqual(entry.digest, digest)) return false;
     this.stats.cacheHits++;
     return true;
   }

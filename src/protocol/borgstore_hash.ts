@@ -2,7 +2,7 @@
 // Owns: the mapping from Python/OpenSSL algorithm names (case-insensitive) to incremental
 // hashers: node:crypto for the classic and SHA-3/BLAKE2 families, hash-wasm for BLAKE3.
 
-import { createHash } from "node:crypto";
+import { nodeCrypto } from "../stream/node_crypto.ts";
 import { StowageError } from "../errors.ts";
 
 /** An incremental hash producing a lowercase hex digest. */
@@ -64,7 +64,7 @@ export async function createHasher(algorithm: string): Promise<Hasher> {
       hex: () => blake3.digest("hex"),
     };
   }
-  const hash = createHash(NODE_ALGORITHMS[name]);
+  const hash = (await nodeCrypto()).createHash(NODE_ALGORITHMS[name]);
   return {
     update: (chunk) => void hash.update(chunk),
     hex: () => hash.digest("hex"),

@@ -49,6 +49,7 @@ export async function storeItem(
     return okResponse();
   }
 
+  const digest = await digestingStream("sha256");
   const oldSize = existing?.size ?? 0;
   const reservation = store.quota === null
     ? null
@@ -57,7 +58,6 @@ export async function storeItem(
     reservation?.release();
     throw error;
   });
-  const digest = digestingStream("sha256");
   // Without Content-Length (chunked) the reservation grows with the bytes received.
   const quotaGuard = new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {

@@ -454,6 +454,7 @@ export function createResticHandler(
       await body.cancel().catch(() => {});
       return resticError(403, "POST");
     }
+    const digest = options.verifyUpload ? await digestingStream("sha256") : null;
     const declared = declaredLength(call.request);
     const reservation: Reservation | null = reserveAll(call.quotas, declared ?? 0);
     const upload = await provider.begin(objectPath, {
@@ -462,7 +463,6 @@ export function createResticHandler(
       reservation?.release();
       throw error;
     });
-    const digest = options.verifyUpload ? digestingStream("sha256") : null;
     const discard = async () => {
       await upload.abort();
       reservation?.release();

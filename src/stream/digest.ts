@@ -1,7 +1,8 @@
 // Digesting and counting transforms for request bodies. Chunks pass through unchanged while an
 // incremental node:crypto hash sees every byte.
 
-import { createHash, type Hash } from "node:crypto";
+import type { Hash } from "node:crypto";
+import { nodeCrypto } from "./node_crypto.ts";
 
 export interface DigestingStream {
   readonly stream: TransformStream<Uint8Array, Uint8Array>;
@@ -15,8 +16,8 @@ export interface DigestingStream {
 const PIPELINE_CHUNKS = 4;
 
 /** A pass-through TransformStream that hashes (algorithm as node:crypto names it). */
-export function digestingStream(algorithm = "sha256"): DigestingStream {
-  const hash: Hash = createHash(algorithm);
+export async function digestingStream(algorithm = "sha256"): Promise<DigestingStream> {
+  const hash: Hash = (await nodeCrypto()).createHash(algorithm);
   let total = 0;
   let digest: string | null = null;
   const stream = new TransformStream<Uint8Array, Uint8Array>(
@@ -49,7 +50,7 @@ export async function hashStream(
   stream: ReadableStream<Uint8Array>,
   algorithm = "sha256",
 ): Promise<{ hex: string; bytes: number }> {
-  const hash = createHash(algorithm);
+  const hash = (await nodeCrypto()).createHash(algorithm);
   let bytes = 0;
   for await (const chunk of stream) {
     hash.update(chunk);

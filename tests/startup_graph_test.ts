@@ -1,0 +1,50 @@
+// Startup cost: the modules every `stowage` process loads before its first answer. Deno's node
+// compatibility layer costs about 30 ms to start, so main.ts's static import graph must hold no
+// node: built-in and no npm package; the listeners, hashing, bcrypt, BLAKE3, TLS and S3 are
+// loaded by the code that needs them.
+
+import { assert, assertEquals } from "./_assert.ts";
+
+interface InfoDependency {
+  specifier: string;
+  code?: { specifier: string };
+  isDynamic?: boolean;
+}
+
+interface InfoModule {
+  specifier: string;
+  dependencies?: InfoDependency[];
+}
+
+/** The modules main.ts loads at startup (static, non-type imports), as `deno info` resolves them. */
+async function staticGraph(root: URL): Promise<string[]> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", root.href],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert(output.success, new TextDecoder().decode(output.stderr));
+  const info = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+    roots: string[];
+    modules: InfoModule[];
+  };
+  const modules = new Map(info.modules.map((m) => [m.specifier, m]));
+  const seen = new Set<string>();
+  const visit = (specifier: string) => {
+    if (seen.has(specifier)) return;
+    seen.add(specifier);
+    for (const dependency of modules.get(specifier)?.dependencies ?? []) {
+      if (dependency.isDynamic || dependency.code === undefined) continue;
+      visit(dependency.code.specifier);
+    }
+  };
+  visit(info.roots[0]);
+  return [...seen];
+}
+
+Deno.test("main.ts loads no node: built-in and no npm package before a subcommand needs one", async () => {
+  const graph = await staticGraph(new URL("../main.ts", import.meta.url));
+  assert(graph.some((s) => s.endsWith("/src/transport/stdio_h1.ts")), "graph looks incomplete");
+  const external = graph.filter((s) => !s.startsWith("file:"));
+  assertEquals(external, []);
+});
