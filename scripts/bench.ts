@@ -7,6 +7,7 @@
 // stdout. Helpers: scripts/bench/.
 
 import {
+  BIG_CONCURRENCY,
   CEILING_WORKLOADS,
   parseOptions,
   type Sizes,
@@ -17,6 +18,7 @@ import {
 import { BenchData, log, newSession, type Session } from "./bench/context.ts";
 import {
   bigUpload,
+  bigUploadsConcurrent,
   prepareTree,
   resticAvailable,
   resticBackup,
@@ -99,7 +101,8 @@ async function main(): Promise<number> {
   try {
     const resticSelected = RESTIC_WORKLOADS.some((w) => only.has(w));
     const sessionOne = resticSelected || only.has("borgstore");
-    const sessionTwo = only.has("upload-1g") || (only.has("restic-backup") && hasRestic);
+    const sessionTwo = only.has("upload-1g") || only.has("upload-1g-c16") ||
+      (only.has("restic-backup") && hasRestic);
     const treeDir = `${root}/tree`;
     if (only.has("restic-backup") && hasRestic) {
       await prepareTree(treeDir, options.sizes.tree);
@@ -126,6 +129,7 @@ async function main(): Promise<number> {
         for (const kind of kinds) {
           await withServer(kind, async (session) => {
             if (only.has("upload-1g")) await bigUpload(session);
+            if (only.has("upload-1g-c16")) await bigUploadsConcurrent(session, BIG_CONCURRENCY);
             if (only.has("restic-backup") && hasRestic) {
               const cacheDir = `${root}/restic-cache-${dirCount}`;
               await resticBackup(session, treeDir, cacheDir);
@@ -186,7 +190,7 @@ function prepareData(data: BenchData, sizes: Sizes, only: Set<Workload>): void {
   if (needs("upload-large", "range", "download", "borgstore")) void data.large;
   if (needs("upload-small", "head", "list", "get-small", "borgstore")) void data.small;
   if (needs("range-4k")) void data.rangeObject;
-  if (needs("upload-1g")) void data.big;
+  if (needs("upload-1g", "upload-1g-c16")) void data.big;
   log(
     `prepared payloads and IDs (${sizes.largeCount} large, ${sizes.smallCount} small) in ${
       ((performance.now() - started) / 1000).toFixed(1)

@@ -13,6 +13,9 @@ Deno.test("bench options: defaults, --no-ceiling, --only, bad arguments", () => 
     true,
     true,
   ]);
+  // 16 concurrent 1 GiB uploads run only when asked for
+  assert(!defaults.only.has("upload-1g-c16") && defaults.only.has("upload-1g"));
+  assert(parseOptions(["--only", "upload-1g-c16"])!.only.has("upload-1g-c16"));
   const chosen = parseOptions(["--no-ceiling", "--only", "head,get-small", "--runs=2"])!;
   assertEquals(chosen.ceiling, false);
   assertEquals(chosen.runs, 2);

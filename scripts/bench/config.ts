@@ -19,10 +19,17 @@ export const WORKLOADS = [
   "download",
   "borgstore",
   "upload-1g",
+  "upload-1g-c16",
   "restic-backup",
   "startup",
 ] as const;
 export type Workload = typeof WORKLOADS[number];
+
+/** Run only when named in --only: 16 concurrent 1 GiB uploads write 16 GiB per server and run. */
+export const OPT_IN_WORKLOADS: Workload[] = ["upload-1g-c16"];
+
+/** Concurrent streams of the big object in upload-1g-c16. */
+export const BIG_CONCURRENCY = 16;
 
 /** The small-request workloads also run against the ceiling server. */
 export const CEILING_WORKLOADS: Workload[] = ["upload-small", "head", "get-small"];
@@ -129,6 +136,7 @@ and prints one table of medians (stowage / reference).
   --runs N          interleaved runs per server (default 3, at least 1)
   --quick           scaled-down sizes (about a minute in all)
   --only a,b,...    run only these workloads: ${WORKLOADS.join(", ")}
+                    (${OPT_IN_WORKLOADS.join(", ")} only when named here)
   --no-reference    do not start rclone
   --no-ceiling      do not measure the ceiling server (${CEILING_WORKLOADS.join(", ")})
   -h, --help        this text
@@ -141,7 +149,7 @@ export function parseOptions(argv: string[]): Options | null {
   let quick = false;
   let reference = true;
   let ceiling = true;
-  let only = new Set<Workload>(WORKLOADS);
+  let only = new Set<Workload>(WORKLOADS.filter((w) => !OPT_IN_WORKLOADS.includes(w)));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [name, inline] = arg.includes("=") ? arg.split(/=(.*)/s, 2) : [arg, undefined];

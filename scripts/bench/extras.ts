@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { formatBytes } from "./config.ts";
 import { log, measure, MiB, type Session } from "./context.ts";
 import { BenchFailure, expectStatus, requestOnce } from "./http.ts";
-import { treeBytes, type TreeSpec, writeTree } from "./payload.ts";
+import { type StreamedObject, treeBytes, type TreeSpec, writeTree } from "./payload.ts";
 import type { Results } from "./report.ts";
 import { createRepo } from "./restic.ts";
 import {
@@ -29,17 +29,49 @@ export async function bigUpload(session: Session): Promise<void> {
   const label = `upload 1 × ${formatBytes(big.size)} (one stream)`;
   const usage = await measure(session, "upload-1g", label, "MiB/s", async () => {
     const started = performance.now();
-    const answer = await requestOnce(server.port, path, {
-      method: "POST",
-      headers: { "Content-Type": "application/octet-stream" },
-      body: { length: big.size, chunks: big.chunks() },
-    });
-    expectStatus(answer, [200, 201], `upload ${path}`);
+    await uploadBig(server.port, path, big);
     return big.size / MiB / ((performance.now() - started) / 1000);
   });
   session.results.add(server.kind, `  upload-1g: peak RSS`, "MiB", usage.peakRssMiB);
+  await verifyBig(server.port, path, big);
+}
+
+/**
+ * `streams` concurrent streamed uploads of the big object, one repository each: aggregate MiB/s
+ * and the server's peak RSS; every copy is read back and checked.
+ */
+export async function bigUploadsConcurrent(session: Session, streams: number): Promise<void> {
+  const { server, data } = session;
+  const paths: string[] = [];
+  for (let i = 0; i < streams; i++) {
+    await createRepo(server.port, `/bench-big-${i}`);
+    paths.push(`/bench-big-${i}/data/${data.big.id}`);
+  }
+  const copies = paths.map(() => data.big.copy());
+  const total = streams * data.big.size;
+  const label = `upload ${streams} × ${formatBytes(data.big.size)} at once, c${streams}`;
+  const usage = await measure(session, "upload-1g-c16", label, "MiB/s", async () => {
+    const started = performance.now();
+    await Promise.all(paths.map((path, i) => uploadBig(server.port, path, copies[i])));
+    return total / MiB / ((performance.now() - started) / 1000);
+  });
+  session.results.add(server.kind, `  upload-1g-c16: peak RSS`, "MiB", usage.peakRssMiB);
+  for (const path of paths) await verifyBig(server.port, path, data.big);
+}
+
+async function uploadBig(port: number, path: string, big: StreamedObject): Promise<void> {
+  const answer = await requestOnce(port, path, {
+    method: "POST",
+    headers: { "Content-Type": "application/octet-stream" },
+    body: { length: big.size, chunks: big.chunks() },
+  });
+  expectStatus(answer, [200, 201], `upload ${path}`);
+}
+
+/** Reads `path` back and compares its size and SHA-256 with `big`. */
+async function verifyBig(port: number, path: string, big: StreamedObject): Promise<void> {
   const hash = createHash("sha256");
-  const answer = await requestOnce(server.port, path, { sink: (chunk) => hash.update(chunk) });
+  const answer = await requestOnce(port, path, { sink: (chunk) => hash.update(chunk) });
   expectStatus(answer, [200], `verify GET ${path}`);
   const size = answer.length;
   const digest = hash.digest("hex");

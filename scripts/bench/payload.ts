@@ -58,11 +58,27 @@ export class StreamedObject {
   readonly id: string;
   readonly #chunk: Uint8Array;
 
-  constructor(readonly tag: number, readonly size: number, chunkSize = 16 * 1024 * 1024) {
+  constructor(
+    readonly tag: number,
+    readonly size: number,
+    chunkSize = 16 * 1024 * 1024,
+    /** Copy the content (and ID) of this object instead of generating and hashing new bytes. */
+    from?: StreamedObject,
+  ) {
+    if (from !== undefined) {
+      this.#chunk = from.#chunk.slice();
+      this.id = from.id;
+      return;
+    }
     this.#chunk = fillRandom(new Uint8Array(Math.min(chunkSize, size)));
     const hash = createHash("sha256");
     for (const chunk of this.chunks()) hash.update(chunk);
     this.id = hash.digest("hex");
+  }
+
+  /** The same content with a chunk buffer of its own, for streams that run concurrently. */
+  copy(): StreamedObject {
+    return new StreamedObject(this.tag, this.size, this.#chunk.byteLength, this);
   }
 
   /** The content; every yielded chunk is reused (overwritten) by the next one. */
