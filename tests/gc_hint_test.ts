@@ -42,10 +42,11 @@ Deno.test("the tasks and the executables run with the V8 flags, which expose gc"
   assertEquals(new TextDecoder().decode(output.stdout).trim(), "function");
 });
 
-Deno.test("the fs provider reports the bytes it writes and reads (minor collections follow)", async () => {
+Deno.test("the fs provider reports the bytes it writes, streams and reads in one piece", async () => {
   const dir = await Deno.makeTempDir({ prefix: "stowage-gc-hint-" });
   try {
-    // A child with gc exposed counts the collections while it writes and reads 24 MiB.
+    // A child with gc exposed counts the collections while it writes and reads 24 MiB, then
+    // reads 8 MiB more in small pieces.
     const script = `
       const realGc = globalThis.gc;
       let collections = 0;
@@ -63,7 +64,12 @@ Deno.test("the fs provider reports the bytes it writes and reads (minor collecti
       const written = collections;
       let read = 0;
       for await (const chunk of await provider.read("object")) read += chunk.byteLength;
-      console.log(JSON.stringify({ written, total: collections, read }));
+      const streamed = collections;
+      // small reads come as one buffer each: 32 × 256 KiB
+      for (let i = 0; i < 32; i++) {
+        read += (await provider.readBytes("object", { offset: i * 262144, length: 262144 })).byteLength;
+      }
+      console.log(JSON.stringify({ written, streamed, total: collections, read }));
     `;
     const output = await new Deno.Command(Deno.execPath(), {
       args: ["eval", V8_FLAGS, script],
@@ -73,9 +79,10 @@ Deno.test("the fs provider reports the bytes it writes and reads (minor collecti
     assertEquals(new TextDecoder().decode(output.stderr), "");
     const result = JSON.parse(new TextDecoder().decode(output.stdout));
     const perDirection = 24 * MiB / BYTES_PER_COLLECTION;
-    assertEquals(result.read, 24 * MiB);
+    assertEquals(result.read, 24 * MiB + 8 * MiB);
     assertEquals(result.written, perDirection);
-    assertEquals(result.total, 2 * perDirection);
+    assertEquals(result.streamed, 2 * perDirection);
+    assertEquals(result.total, 2 * perDirection + 8 * MiB / BYTES_PER_COLLECTION);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -96,6 +96,7 @@ function readSmall(file: Deno.FsFile, offset: number, length: number): Uint8Arra
   } finally {
     file.close();
   }
+  noteBytesMoved(filled);
   return filled === length ? buffer : buffer.subarray(0, filled);
 }
 
