@@ -26,8 +26,6 @@ import { composeHandler } from "./handler.ts";
 const TEMP_FILE_MAX_AGE_MS = 60 * 60 * 1000;
 const TEMP_SWEEP_INTERVAL_MS = 6 * 60 * 60 * 1000;
 
-export { StartupError };
-
 export interface BuiltServer {
   handler: Handler;
   /** Removes temp files of uploads abandoned by a crashed run (background, periodic). */

@@ -186,21 +186,23 @@ async function stdioStartupOnce(dataDir: string): Promise<number> {
   }).spawn();
   const writer = child.stdin.getWriter();
   const reader = child.stdout.getReader();
+  let elapsed: number;
+  let head: string;
   try {
     await writer.write(STDIO_REQUEST);
     const first = await reader.read();
-    const elapsed = performance.now() - started;
-    const head = new TextDecoder().decode(first.value ?? new Uint8Array()).split("\r\n")[0];
-    if (!/^HTTP\/1\.1 \d{3} /.test(head)) {
-      throw new BenchFailure(`stdio server answered ${JSON.stringify(head)} instead of HTTP`);
-    }
-    return elapsed;
+    elapsed = performance.now() - started;
+    head = new TextDecoder().decode(first.value ?? new Uint8Array()).split("\r\n")[0];
   } finally {
     await writer.close().catch(() => {});
     await reader.cancel().catch(() => {});
-    const status = await child.status;
-    if (!status.success) throw new BenchFailure(`stdio server exited with code ${status.code}`);
   }
+  const status = await child.status;
+  if (!/^HTTP\/1\.1 \d{3} /.test(head)) {
+    throw new BenchFailure(`stdio server answered ${JSON.stringify(head)} instead of HTTP`);
+  }
+  if (!status.success) throw new BenchFailure(`stdio server exited with code ${status.code}`);
+  return elapsed;
 }
 
 export async function startupTimes(

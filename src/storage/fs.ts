@@ -461,7 +461,7 @@ export class FsProvider implements Provider {
       }
     }
     if (file === null) throw new StowageError("Internal", "could not create a temp file");
-    // A small object needs a small buffer: allocating (and zeroing) 1 MiB per 4 KiB upload costs.
+    // A small object needs a small buffer: allocating (and zeroing) a full one per 4 KiB upload costs.
     const hint = options.sizeHint;
     const bufferSize = hint === undefined
       ? this.#bufferSize
