@@ -395,6 +395,29 @@ Deno.test("fs: an aborted upload removes the directories it created, not others"
   });
 });
 
+Deno.test("fs: overlapping aborted uploads into a new directory leave no directory behind", async () => {
+  await withFs({}, async ({ provider, root }) => {
+    await provider.mkdir("keep");
+    // the first upload creates keep/new, the second finds it; whichever aborts last removes it
+    for (const creatorLeavesFirst of [true, false]) {
+      const creator = await provider.begin("keep/new/a");
+      const joiner = await provider.begin("keep/new/b");
+      const [first, second] = creatorLeavesFirst ? [creator, joiner] : [joiner, creator];
+      await first.abort();
+      assertEquals(await diskNames(`${root}/keep`), ["new"]);
+      await second.abort();
+      assertEquals(await diskNames(`${root}/keep`), []);
+    }
+    // a committed object keeps the directory
+    const creator = await provider.begin("keep/new/a");
+    const joiner = await provider.begin("keep/new/b");
+    await creator.writable.getWriter().close();
+    await creator.commit({ replace: false });
+    await joiner.abort();
+    assertEquals(await diskNames(`${root}/keep/new`), ["a"]);
+  });
+});
+
 Deno.test("fs: uploads into a directory that an aborted upload is removing still begin", async () => {
   // An aborted upload removes the empty directories it created; another upload creating the
   // same directory at that moment must create it again, not fail with "not found".

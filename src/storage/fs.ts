@@ -111,6 +111,12 @@ export class FsProvider implements Provider {
   #fsyncSupported = true;
   /** Directories whose real path was verified to be inside the root. */
   readonly #verifiedDirs = new Set<string>();
+  /**
+   * Directories created for uploads that are still in flight, with the number of those uploads
+   * inside them. The last upload to leave removes the directory if it aborted and the directory
+   * is empty, whichever upload created it.
+   */
+  readonly #pendingDirs = new Map<string, number>();
 
   constructor(root: string, options: FsProviderOptions = {}) {
     this.root = root.replace(/\/+$/, "") || "/";
@@ -375,16 +381,42 @@ export class FsProvider implements Provider {
     return missing;
   }
 
-  /** Removes directories an aborted upload created, as far as they are still empty. */
-  removeEmptyDirs(dirs: string[]): void {
+  /**
+   * Registers an upload inside `dir`: every directory from `dir` up that this upload created
+   * (`created`) or that an in-flight upload created. Returns them, deepest first.
+   */
+  #enterPendingDirs(dir: string, created: string[]): string[] {
+    const entered: string[] = [];
+    for (let d = dir; d.length > this.root.length; d = d.slice(0, d.lastIndexOf("/"))) {
+      if (!created.includes(d) && !this.#pendingDirs.has(d)) continue;
+      this.#pendingDirs.set(d, (this.#pendingDirs.get(d) ?? 0) + 1);
+      entered.push(d);
+    }
+    return entered;
+  }
+
+  /**
+   * An upload left the directories it entered (deepest first). After an abort, a directory no
+   * other in-flight upload is inside is removed when empty.
+   */
+  leavePendingDirs(dirs: string[], aborted: boolean): void {
+    let removed = false;
     for (const dir of dirs) {
+      const left = (this.#pendingDirs.get(dir) ?? 1) - 1;
+      if (left > 0) {
+        this.#pendingDirs.set(dir, left);
+        continue;
+      }
+      this.#pendingDirs.delete(dir);
+      if (!aborted) continue;
       try {
         Deno.removeSync(dir); // fails on a non-empty directory, which then stays
+        removed = true;
       } catch {
-        return;
+        // not empty: an object or another upload's file is in it
       }
     }
-    this.#verifiedDirs.clear();
+    if (removed) this.#verifiedDirs.clear();
   }
 
   /** Creates a directory and its parents, after checking the deepest existing ancestor. */
@@ -441,6 +473,7 @@ export class FsProvider implements Provider {
     const dir = this.path(parentKey(key));
     const createParents = options.createParents ?? true;
     const created = await this.#prepareDir(dir, createParents);
+    let entered = this.#enterPendingDirs(dir, created);
     let file: Deno.FsFile | null = null;
     let temp = "";
     for (let attempt = 0; attempt < 10 && file === null; attempt++) {
@@ -452,21 +485,24 @@ export class FsProvider implements Provider {
         if (error instanceof Deno.errors.NotFound && createParents) {
           // an aborted upload next door removed the (empty) directory meanwhile
           this.#verifiedDirs.delete(dir);
-          for (const d of await this.#prepareDir(dir, true)) {
-            if (!created.includes(d)) created.push(d);
-          }
+          this.leavePendingDirs(entered, false);
+          entered = this.#enterPendingDirs(dir, await this.#prepareDir(dir, true));
           continue;
         }
+        this.leavePendingDirs(entered, true);
         throw toStowageError(error);
       }
     }
-    if (file === null) throw new StowageError("Internal", "could not create a temp file");
+    if (file === null) {
+      this.leavePendingDirs(entered, true);
+      throw new StowageError("Internal", "could not create a temp file");
+    }
     // A small object needs a small buffer: allocating (and zeroing) a full one per 4 KiB upload costs.
     const hint = options.sizeHint;
     const bufferSize = hint === undefined
       ? this.#bufferSize
       : Math.min(this.#bufferSize, Math.max(4096, hint));
-    return new FsUpload(this, file, temp, path, dir, bufferSize, created);
+    return new FsUpload(this, file, temp, path, dir, bufferSize, entered);
   }
 
   /** fsync for a file; remembers and warns once when the file system cannot do it. */
@@ -669,8 +705,8 @@ class FsUpload implements Upload {
     private readonly final: string,
     private readonly dir: string,
     bufferSize: number,
-    /** Directories begin() created for this upload, deepest first (removed on abort). */
-    private readonly createdDirs: string[] = [],
+    /** Directories created for uploads in flight that this upload is inside, deepest first. */
+    private readonly pendingDirs: string[] = [],
   ) {
     this.#file = file;
     this.#bufferSize = bufferSize;
@@ -761,6 +797,7 @@ class FsUpload implements Upload {
       this.#file = null;
       await this.provider.place(this.temp, this.final, options.replace);
       this.#done = true;
+      this.provider.leavePendingDirs(this.pendingDirs, false);
     } catch (error) {
       await this.abort();
       throw toStowageError(error);
@@ -781,6 +818,6 @@ class FsUpload implements Upload {
     }
     this.#file = null;
     await Deno.remove(this.temp).catch(() => {});
-    this.provider.removeEmptyDirs(this.createdDirs);
+    this.provider.leavePendingDirs(this.pendingDirs, true);
   }
 }
