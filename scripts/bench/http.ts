@@ -280,7 +280,10 @@ export async function runPool(
     while (failure === null && next < count) {
       const index = next++;
       try {
-        bytes += await job(index, conns[loop], loop);
+        // Read the total only after the job: `bytes += await job()` would read it before the
+        // await, so concurrent loops would overwrite each other's counts.
+        const moved = await job(index, conns[loop], loop);
+        bytes += moved;
       } catch (error) {
         failure ??= error;
       }
