@@ -32,6 +32,7 @@ import {
   rcloneVersion,
   type RunningServer,
   type ServerKind,
+  serverOrder,
   startServer,
 } from "./bench/servers.ts";
 
@@ -85,7 +86,7 @@ async function main(): Promise<number> {
     const server = await startServer(kind, dir);
     running.add(server);
     try {
-      await body(newSession(server, sessionOptions, data, results));
+      await body(newSession(server, sessionOptions, data, results, root));
     } catch (error) {
       if (error instanceof Error) {
         error.message += `\n--- last ${kind} stderr lines ---\n${server.tail()}`;
@@ -111,8 +112,9 @@ async function main(): Promise<number> {
 
     for (let run = 1; run <= options.runs; run++) {
       log(`--- run ${run} of ${options.runs}`);
+      const order = serverOrder(kinds, run);
       if (sessionOne) {
-        for (const kind of resticSelected ? kinds : ["stowage" as const]) {
+        for (const kind of resticSelected ? order : ["stowage" as const]) {
           await withServer(kind, async (session) => {
             if (resticSelected) {
               await runResticWorkloads(session);
@@ -126,7 +128,7 @@ async function main(): Promise<number> {
         await withServer("ceiling", runResticWorkloads, { ...options, only: ceilingOnly });
       }
       if (sessionTwo) {
-        for (const kind of kinds) {
+        for (const kind of order) {
           await withServer(kind, async (session) => {
             if (only.has("upload-1g")) await bigUpload(session);
             if (only.has("upload-1g-c16")) await bigUploadsConcurrent(session, BIG_CONCURRENCY);

@@ -9,6 +9,7 @@ import { log, measure, type Session } from "./context.ts";
 import { BenchFailure, expectStatus, requestOnce, runPool } from "./http.ts";
 import { mulberry32 } from "./payload.ts";
 import { checkRanges, rangedGets, timedList, uploadSet, verifySet } from "./restic.ts";
+import { pageBytes } from "./warm.ts";
 
 const ACCEPT = "application/vnd.x.borgstore.rest.v1";
 const STORE = "/bstore";
@@ -49,6 +50,7 @@ export async function runBorgstore(session: Session): Promise<void> {
     "MiB/s",
     async () =>
       (await uploadSet(port, prefix, large, largeCount, s.largeConc, hashHeaders)).mibPerSecond,
+    pageBytes(largeCount, large.size),
   );
   await measure(
     session,
@@ -58,6 +60,7 @@ export async function runBorgstore(session: Session): Promise<void> {
     async () =>
       (await uploadSet(port, prefix, small, smallCount, s.smallConc, hashHeaders))
         .requestsPerSecond,
+    pageBytes(smallCount, small.size),
   );
   const random = mulberry32(3);
   const plan = Array.from({ length: s.borgRangeCount }, () => ({

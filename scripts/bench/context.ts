@@ -7,6 +7,7 @@ import { ObjectSet, StreamedObject } from "./payload.ts";
 import { ProcWatch, type Usage } from "./proc.ts";
 import type { Results, Unit } from "./report.ts";
 import type { RunningServer } from "./servers.ts";
+import { warmPageCache } from "./warm.ts";
 
 export function log(line: string): void {
   console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -42,6 +43,8 @@ export interface Session {
   results: Results;
   /** The highest peak RSS seen by `measure` in this session. */
   peakRssMiB: number;
+  /** A directory on the data directories' file system, for the page-cache warm-up. */
+  scratchDir: string;
 }
 
 export function newSession(
@@ -49,8 +52,9 @@ export function newSession(
   options: Options,
   data: BenchData,
   results: Results,
+  scratchDir: string,
 ): Session {
-  return { server, options, data, results, peakRssMiB: NaN };
+  return { server, options, data, results, peakRssMiB: NaN, scratchDir };
 }
 
 /**
@@ -64,7 +68,10 @@ export async function measure(
   label: string,
   unit: Unit,
   fn: () => Promise<number | null>,
+  /** Bytes the workload writes to storage: that much page cache is warmed first (warm.ts). */
+  writesBytes = 0,
 ): Promise<Usage> {
+  await warmPageCache(session.scratchDir, writesBytes);
   const watch = new ProcWatch(session.server.pid);
   let value: number | null;
   let usage: Usage;

@@ -11,6 +11,7 @@ import { BenchFailure, expectStatus, requestOnce } from "./http.ts";
 import { type StreamedObject, treeBytes, type TreeSpec, writeTree } from "./payload.ts";
 import type { Results } from "./report.ts";
 import { createRepo } from "./restic.ts";
+import { pageBytes } from "./warm.ts";
 import {
   freePort,
   PROJECT_ROOT,
@@ -31,7 +32,7 @@ export async function bigUpload(session: Session): Promise<void> {
     const started = performance.now();
     await uploadBig(server.port, path, big);
     return big.size / MiB / ((performance.now() - started) / 1000);
-  });
+  }, pageBytes(1, big.size));
   session.results.add(server.kind, `  upload-1g: peak RSS`, "MiB", usage.peakRssMiB);
   await verifyBig(server.port, path, big);
 }
@@ -54,7 +55,7 @@ export async function bigUploadsConcurrent(session: Session, streams: number): P
     const started = performance.now();
     await Promise.all(paths.map((path, i) => uploadBig(server.port, path, copies[i])));
     return total / MiB / ((performance.now() - started) / 1000);
-  });
+  }, pageBytes(streams, data.big.size));
   session.results.add(server.kind, `  upload-1g-c16: peak RSS`, "MiB", usage.peakRssMiB);
   for (const path of paths) await verifyBig(server.port, path, data.big);
 }
@@ -134,7 +135,7 @@ export async function resticBackup(
     const started = performance.now();
     await restic(["backup", "--host", "bench", treeDir], env);
     return (performance.now() - started) / 1000;
-  });
+  }, treeBytes(options.sizes.tree));
   session.results.add(server.kind, `  restic-backup: peak RSS`, "MiB", usage.peakRssMiB);
 }
 

@@ -9,6 +9,7 @@ import { formatBytes, type Workload } from "./config.ts";
 import { log, measure, MiB, type Session } from "./context.ts";
 import { BenchFailure, expectStatus, H1Connection, requestOnce, runPool } from "./http.ts";
 import { mulberry32, type ObjectSet, sha256Hex } from "./payload.ts";
+import { pageBytes } from "./warm.ts";
 
 const V2 = "application/vnd.x.restic.rest.v2";
 const LARGE_REPO = "/bench-l";
@@ -221,6 +222,7 @@ export async function runResticWorkloads(session: Session): Promise<void> {
         const r = await uploadSet(port, largePrefix, large, s.largeCount, s.largeConc);
         return record ? r.mibPerSecond : null;
       },
+      pageBytes(s.largeCount, s.largeSize),
     );
   }
   if (wantSmall) {
@@ -234,6 +236,7 @@ export async function runResticWorkloads(session: Session): Promise<void> {
         const r = await uploadSet(port, smallPrefix, small, s.smallCount, s.smallConc);
         return record ? r.requestsPerSecond : null;
       },
+      pageBytes(s.smallCount, s.smallSize),
     );
   }
   if (only.has("range")) {

@@ -63,6 +63,14 @@ export function rcloneArgs(dataDir: string, listen: string): string[] {
   return ["serve", "restic", "--addr", listen, "--config", "/dev/null", dataDir];
 }
 
+/**
+ * The order in which the servers take their turn in run `run` (1-based): A B, B A, A B, …, so
+ * that neither always runs right after the other's clean-up (see warm.ts for why that matters).
+ */
+export function serverOrder<T>(kinds: readonly T[], run: number): T[] {
+  return run % 2 === 1 ? [...kinds] : [...kinds].reverse();
+}
+
 /** Whether `rclone` can be started (and its version line). */
 export async function rcloneVersion(): Promise<string | null> {
   try {
