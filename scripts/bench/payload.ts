@@ -4,6 +4,7 @@
 // the streamed single large object and the generated file tree for `restic backup`.
 
 import { createHash } from "node:crypto";
+import { writeAll } from "../../src/transport/node_bridge.ts";
 
 const PREFIX = 8;
 
@@ -115,8 +116,7 @@ export async function writeTree(dir: string, spec: TreeSpec): Promise<void> {
     try {
       for (let left = size; left > 0;) {
         const part = fillRandom(buffer.subarray(0, Math.min(left, buffer.byteLength)));
-        let at = 0;
-        while (at < part.byteLength) at += await file.write(part.subarray(at));
+        await writeAll(file, part);
         left -= part.byteLength;
       }
     } finally {

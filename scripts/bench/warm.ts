@@ -8,6 +8,8 @@
 // that has been running for a while writes into recycled page cache, so warm pages are the
 // representative case.
 
+import { writeAll } from "../../src/transport/node_bridge.ts";
+
 const CHUNK = 1024 * 1024;
 
 /** Writes `bytes` to a scratch file in `dir` and removes it again; returns the seconds taken. */
@@ -29,8 +31,7 @@ export async function writeScratch(path: string, bytes: number): Promise<void> {
   const file = await Deno.open(path, { write: true, createNew: true });
   try {
     for (let done = 0; done < bytes; done += CHUNK) {
-      let rest = chunk.subarray(0, Math.min(CHUNK, bytes - done));
-      while (rest.byteLength > 0) rest = rest.subarray(await file.write(rest));
+      await writeAll(file, chunk.subarray(0, Math.min(CHUNK, bytes - done)));
     }
   } finally {
     file.close();
