@@ -10,6 +10,7 @@ import { checkPermission, type PermissionMap } from "../policy/permissions.ts";
 import { quotaStream, type QuotaTracker, type Reservation, reserveAll } from "../policy/quota.ts";
 import { unsafeKeyReason } from "../storage/keys.ts";
 import { type Provider, readBody } from "../storage/provider.ts";
+import { KeyLocks } from "./key_locks.ts";
 import { digestingStream, hashStream } from "../stream/digest.ts";
 import { countingStream, jsonArrayStream } from "../stream/json.ts";
 import { parseRange, type ResolvedRange } from "./http_range.ts";
@@ -76,6 +77,12 @@ export function createResticHandler(
   const { provider, log } = options;
   /** Sizes of stored objects, for listings without a stat per file (see restic_sizes.ts). */
   const sizes = options.verifyUpload && provider.listNames !== undefined ? new KnownSizes() : null;
+  /**
+   * Per object: "commit or compare, then account" of a POST and "delete, then account" of a
+   * DELETE run one at a time, so a POST that finds the ID taken compares against an object no
+   * DELETE can remove halfway. Bodies stream outside the lock.
+   */
+  const objectLocks = new KeyLocks();
 
   async function handle(request: Request): Promise<Response> {
     const method = request.method;
@@ -320,12 +327,14 @@ export function createResticHandler(
         return await writeObject(call, objectPath, id, labels);
       default: { // DELETE
         checkPermission(call.permissions, relative, "D");
-        const removed = await provider.delete(objectPath);
-        sizes?.delete(objectPath);
-        if (removed !== null) {
-          for (const quota of call.quotas) quota.adjust(-removed);
-          options.metrics?.blob("delete", labels, removed);
-        }
+        await objectLocks.run([objectPath], async () => {
+          const removed = await provider.delete(objectPath);
+          sizes?.delete(objectPath);
+          if (removed !== null) {
+            for (const quota of call.quotas) quota.adjust(-removed);
+            options.metrics?.blob("delete", labels, removed);
+          }
+        });
         return resticOk();
       }
     }
@@ -477,31 +486,37 @@ export function createResticHandler(
           ? new StowageError("Exists", "an object with this ID exists")
           : new StowageError("HashMismatch", "content does not match its ID");
       }
-      if (existedAtStart) {
-        const same = await storedMatches(objectPath, id);
-        if (same !== null) {
-          await discard();
-          return same ? resticOk() : resticError(403, "POST");
-        }
-        // deleted meanwhile: store this verified copy instead
-      }
-      await upload.commit({ replace: false });
     } catch (error) {
       await discard();
-      const e = bodyError(error, false);
-      if (e.kind === "Exists" && options.verifyUpload && digest?.hex() === id) {
-        // A concurrent upload of the same ID committed first: compare with what it stored.
+      throw bodyError(error, false);
+    }
+    return await objectLocks.run([objectPath], async () => {
+      try {
+        if (existedAtStart) {
+          const same = await storedMatches(objectPath, id);
+          if (same !== null) {
+            await discard();
+            return same ? resticOk() : resticError(403, "POST");
+          }
+          // deleted meanwhile: store this verified copy instead
+        }
+        await upload.commit({ replace: false });
+      } catch (error) {
+        await discard();
+        const e = toStowageError(error);
+        if (e.kind !== "Exists" || digest === null) throw e;
+        // An upload of the same ID committed while this body streamed: compare with it. No
+        // DELETE here can remove it meanwhile; only a writer outside this process could.
         const same = await storedMatches(objectPath, id);
         if (same === null) throw new StowageError("Unavailable", "object changed meanwhile");
         return same ? resticOk() : resticError(403, "POST");
       }
-      throw e;
-    }
-    const written = upload.written();
-    reservation?.commit(written);
-    sizes?.set(objectPath, written);
-    options.metrics?.blob("write", labels, written);
-    return resticOk();
+      const written = upload.written();
+      reservation?.commit(written);
+      sizes?.set(objectPath, written);
+      options.metrics?.blob("write", labels, written);
+      return resticOk();
+    });
   }
 
   /** Whether the stored object hashes to `id`; null when it no longer exists. */
