@@ -1,7 +1,7 @@
 // MemoryProvider: the shared provider contract plus its root-existence option; readBody.
 
 import { MemoryProvider } from "../src/storage/memory.ts";
-import { readBody, SMALL_READ_LIMIT } from "../src/storage/provider.ts";
+import { BYTES_BODY_LIMIT, readBody, SMALL_READ_LIMIT } from "../src/storage/provider.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { entries, expectKind, getText, providerContract, put } from "./_provider_contract.ts";
 
@@ -29,7 +29,7 @@ Deno.test("memory: providers are independent", async () => {
   assertEquals(await two.stat("k"), null);
 });
 
-Deno.test("readBody: one buffer for small reads, a stream above the limit, never a short body", async () => {
+Deno.test("readBody: one buffer for small reads, one piece in a stream above the bytes limit, a stream above the limit, never a short body", async () => {
   const provider = new MemoryProvider();
   await put(provider, "small", "four");
   await put(provider, "big", new Uint8Array(SMALL_READ_LIMIT + 1));
@@ -41,6 +41,27 @@ Deno.test("readBody: one buffer for small reads, a stream above the limit, never
   const big = await readBody(provider, "big", undefined, SMALL_READ_LIMIT + 1);
   assert(big instanceof ReadableStream);
   await big.cancel();
+  // above BYTES_BODY_LIMIT a small read is one piece handed over in a stream (a Response would
+  // copy a buffer), still checked for its length
+  const piece = await readBody(
+    provider,
+    "big",
+    { offset: 0, length: BYTES_BODY_LIMIT + 1 },
+    BYTES_BODY_LIMIT + 1,
+  );
+  assert(piece instanceof ReadableStream);
+  const chunks = await Array.fromAsync(piece);
+  assertEquals(chunks.map((c) => c.byteLength), [BYTES_BODY_LIMIT + 1]);
+  await expectKind(
+    () =>
+      readBody(
+        provider,
+        "small",
+        { offset: 0, length: BYTES_BODY_LIMIT + 1 },
+        BYTES_BODY_LIMIT + 1,
+      ),
+    "Internal",
+  );
   // the object changed between the caller's stat and the read: an error, not 3 of 4 bytes
   await put(provider, "small", "one");
   await expectKind(() => readBody(provider, "small", undefined, 4), "Internal");
