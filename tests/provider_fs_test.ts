@@ -444,3 +444,74 @@ Deno.test("fs: uploads into a directory that an aborted upload is removing still
     }
   });
 });
+
+/** An FsProvider that counts its fsyncs and can fail the n-th one. */
+class SyncCountingFs extends FsProvider {
+  syncs = 0;
+  failSync = 0;
+  override async syncFile(file: Deno.FsFile): Promise<void> {
+    this.syncs++;
+    if (this.syncs === this.failSync) throw new Deno.errors.Interrupted("I/O error (test)");
+    await super.syncFile(file);
+  }
+}
+
+async function withSyncCountingFs(fn: (fs: SyncCountingFs, root: string) => Promise<void>) {
+  const base = await Deno.makeTempDir({ prefix: "stowage-fs-test-" });
+  const root = `${base}/root`;
+  await Deno.mkdir(root);
+  try {
+    await fn(
+      new SyncCountingFs(root, { writeBufferSize: 16 * 1024, earlySyncBytes: 64 * 1024 }),
+      root,
+    );
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+}
+
+// An early sync starts during the body (once 64 KiB are on disk) and the commit waits for it
+// before the final sync, so the final sync is always the last call. Deno's resource sanitizer
+// fails these tests if the early syncs' descriptor stays open.
+Deno.test("fs: large uploads sync early while the rest arrives, and still sync at the end", async () => {
+  await withSyncCountingFs(async (fs, root) => {
+    const data = patterned(1024 * 1024 + 123, 7);
+    await put(fs, "big/object", data, { replace: false, chunkSize: 10_000 });
+    assert(fs.syncs >= 2, `an early sync and the final one ran (${fs.syncs})`);
+    assertEquals(sha256(await get(fs, "big/object")), sha256(data));
+    assertEquals(await diskNames(`${root}/big`), ["object"]);
+
+    fs.syncs = 0;
+    await put(fs, "big/small", patterned(60 * 1024, 8), { replace: false });
+    assertEquals(fs.syncs, 1, "below the threshold only the final sync runs");
+  });
+});
+
+Deno.test("fs: a failed early sync fails the commit and leaves nothing behind", async () => {
+  await withSyncCountingFs(async (fs, root) => {
+    await put(fs, "big/existing", "keep");
+    fs.syncs = 0;
+    fs.failSync = 1; // the first early sync
+    const data = patterned(512 * 1024, 9);
+    await expectKind(() => put(fs, "big/existing", data, { replace: true }), "Internal");
+    assertEquals(await getText(fs, "big/existing"), "keep");
+    assertEquals(await diskNames(`${root}/big`), ["existing"]);
+
+    // a body that fails after early syncs started: the abort waits for them, then cleans up
+    fs.failSync = 0;
+    const upload = await fs.begin("big/cut");
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= 400 * 1024) return controller.error(new Error("client went away"));
+        controller.enqueue(patterned(20 * 1024, sent));
+        sent += 20 * 1024;
+      },
+    });
+    let failed = false;
+    await body.pipeTo(upload.writable).catch(() => failed = true);
+    assert(failed, "pipeTo must fail");
+    await upload.abort();
+    assertEquals(await diskNames(`${root}/big`), ["existing"]);
+  });
+});
