@@ -482,6 +482,28 @@ export function providerContract(name: string, factory: () => Promise<ProviderFi
     await expectKind(() => provider.readBytes!("rb/obj/below"), "NotFound", "NotDirectory");
   });
 
+  test("readBytes with the caller's length: same bytes; an object changed since gives another length", async ({ provider }) => {
+    if (provider.readBytes === undefined) return;
+    const data = patterned(10_000, 3);
+    await put(provider, "rx/obj", data);
+    assertEquals(sha256(await provider.readBytes("rx/obj", undefined, 10_000)), sha256(data));
+    const range = { offset: 1234, length: 4096 };
+    assertEquals(
+      sha256(await provider.readBytes("rx/obj", range, 4096)),
+      sha256(data.subarray(1234, 1234 + 4096)),
+    );
+    await put(provider, "rx/empty", new Uint8Array(0));
+    assertEquals((await provider.readBytes("rx/empty", undefined, 0)).byteLength, 0);
+    // replaced after the caller's stat: longer, then shorter
+    await put(provider, "rx/obj", patterned(10_001, 4));
+    assert((await provider.readBytes("rx/obj", undefined, 10_000)).byteLength !== 10_000, "grew");
+    await put(provider, "rx/obj", patterned(5_000, 5));
+    assert((await provider.readBytes("rx/obj", undefined, 10_000)).byteLength !== 10_000, "shrank");
+    assert((await provider.readBytes("rx/obj", range, 4096)).byteLength !== 4096, "range cut");
+    await provider.delete("rx/obj");
+    await expectKind(() => provider.readBytes!("rx/obj", undefined, 10_000), "NotFound");
+  });
+
   test("listNames (when offered) lists exactly what list lists, in the same order", async ({ provider }) => {
     if (provider.listNames === undefined) return;
     const files = ["b", "a", "B", "\uFF61", "\u{1F600}", "a.b"];

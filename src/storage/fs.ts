@@ -302,20 +302,27 @@ export class FsProvider implements Provider {
 
   /**
    * Opens an object for reading (symlinks only inside the root), with where the read starts and
-   * how many bytes it can give.
+   * how many bytes it can give. With `expected` (the caller's stat just resolved the length, see
+   * `readBytes`) the object is not described again: a whole-object read then asks for one byte
+   * more, so an object that grew meanwhile shows as a length mismatch instead of a short answer.
    */
   async #openForRead(
     key: string,
     range: ByteRange | undefined,
+    expected?: number,
   ): Promise<{ file: Deno.FsFile; offset: number; wanted: number }> {
     const path = this.path(key);
     await this.#existingParent(key).catch((error) => {
       const e = toStowageError(error);
       throw e.kind === "NotDirectory" ? new StowageError("NotFound", "not found") : e;
     });
-    const info = await this.#statPath(path);
-    if (info === null) throw new StowageError("NotFound", "not found");
-    if (info.isDirectory) throw new StowageError("IsDirectory", "is a directory");
+    let size = Infinity;
+    if (expected === undefined) {
+      const info = await this.#statPath(path);
+      if (info === null) throw new StowageError("NotFound", "not found");
+      if (info.isDirectory) throw new StowageError("IsDirectory", "is a directory");
+      size = info.size;
+    }
     let file: Deno.FsFile;
     try {
       file = Deno.openSync(path, { read: true });
@@ -323,12 +330,20 @@ export class FsProvider implements Provider {
       throw toStowageError(error);
     }
     const offset = range?.offset ?? 0;
-    const wanted = Math.max(0, Math.min(range ? range.length : Infinity, info.size - offset));
+    const wanted = expected === undefined
+      ? Math.max(0, Math.min(range ? range.length : Infinity, size - offset))
+      : range
+      ? expected
+      : expected + 1;
     return { file, offset, wanted };
   }
 
-  async readBytes(key: string, range?: ByteRange): Promise<Uint8Array<ArrayBuffer>> {
-    const { file, offset, wanted } = await this.#openForRead(key, range);
+  async readBytes(
+    key: string,
+    range?: ByteRange,
+    expected?: number,
+  ): Promise<Uint8Array<ArrayBuffer>> {
+    const { file, offset, wanted } = await this.#openForRead(key, range, expected);
     return readSmall(file, offset, wanted);
   }
 

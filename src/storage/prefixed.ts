@@ -63,11 +63,11 @@ export class PrefixProvider implements Provider {
   }
 
   get readBytes():
-    | ((key: string, range?: ByteRange) => Promise<Uint8Array<ArrayBuffer>>)
+    | ((key: string, range?: ByteRange, expected?: number) => Promise<Uint8Array<ArrayBuffer>>)
     | undefined {
     const base = this.#base;
     if (base.readBytes === undefined) return undefined;
-    return (key, range) => base.readBytes!(this.#key(key), range);
+    return (key, range, expected) => base.readBytes!(this.#key(key), range, expected);
   }
 
   async begin(key: string, options?: BeginOptions): Promise<Upload> {

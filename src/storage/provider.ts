@@ -65,9 +65,12 @@ export interface Provider {
   read(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>>;
   /**
    * Optional: like `read`, into one buffer. For reads the caller knows are small (see
-   * `readBody`): for a few KiB, a stream costs more than the bytes.
+   * `readBody`): for a few KiB, a stream costs more than the bytes. `expected` is the length the
+   * caller resolved from its own stat of `key` just before (the range clamped to the size); a
+   * provider may then skip describing the object again, but must return a different length
+   * when the object no longer gives that many bytes (or, without a range, more).
    */
-  readBytes?(key: string, range?: ByteRange): Promise<Uint8Array<ArrayBuffer>>;
+  readBytes?(key: string, range?: ByteRange, expected?: number): Promise<Uint8Array<ArrayBuffer>>;
   begin(key: string, options?: BeginOptions): Promise<Upload>;
   /** Removes an object. Returns the removed size, or null when it did not exist. */
   delete(key: string): Promise<number | null>;
@@ -119,7 +122,7 @@ export async function readBody(
   if (length > SMALL_READ_LIMIT || provider.readBytes === undefined) {
     return await provider.read(key, range);
   }
-  const bytes = await provider.readBytes(key, range);
+  const bytes = await provider.readBytes(key, range, length);
   if (bytes.byteLength !== length) {
     throw new StowageError("Internal", "object changed while being read", {
       detail: `${key}: read ${bytes.byteLength} bytes, expected ${length}`,
