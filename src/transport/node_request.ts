@@ -67,6 +67,15 @@ function hasRequestBody(req: NodeRequest, method: string): boolean {
     (length !== undefined && length !== "0");
 }
 
+/** Bodies with a declared length up to this are collected and sent with one `end()`. */
+const SMALL_BODY = 64 * 1024;
+
+function isSmallBody(contentLength: string | string[] | undefined): boolean {
+  if (typeof contentLength !== "string") return false;
+  const n = Number(contentLength);
+  return Number.isSafeInteger(n) && n >= 0 && n <= SMALL_BODY;
+}
+
 /** Serves one request; never rejects (failures are logged and end the response). */
 export async function answerNodeRequest(
   handler: Handler,
@@ -151,6 +160,18 @@ async function answer(
   if (noBody || response.body === null) {
     await response.body?.cancel().catch(() => {});
     res.end();
+  } else if (isSmallBody(headers["content-length"])) {
+    // A few KiB in hand: one end() call sends head and body together, without a reader loop.
+    let bytes: Uint8Array;
+    try {
+      bytes = await response.bytes();
+    } catch (error) {
+      context.log(`ERROR: response body failed: ${errorText(error)}`);
+      res.destroy?.();
+      bridged?.drain();
+      return;
+    }
+    res.end(bytes);
   } else {
     try {
       await pipeWebBodyToNode(response.body, res as unknown as Writable);

@@ -1,0 +1,106 @@
+// The default TCP listener (node:http) answering web Responses: bodies with a small declared
+// length (sent in one piece), streamed bodies, and bodies that fail before they are complete.
+
+import net from "node:net";
+import { startListener } from "../src/transport/listen.ts";
+import type { Handler } from "../src/http/types.ts";
+import { assert, assertEquals } from "./_assert.ts";
+
+const SMALL = new Uint8Array(5000).map((_, i) => (i * 7) & 0xff);
+
+function respond(request: Request): Response {
+  const path = new URL(request.url).pathname;
+  if (path === "/small") {
+    return new Response(SMALL, { headers: { "content-length": String(SMALL.byteLength) } });
+  }
+  if (path === "/empty") return new Response("", { headers: { "content-length": "0" } });
+  if (path === "/streamed") {
+    const chunk = new Uint8Array(100_000).fill(1);
+    let sent = 0;
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent === 3) return controller.close();
+          sent++;
+          controller.enqueue(chunk);
+        },
+      }),
+      { headers: { "content-length": "300000" } },
+    );
+  }
+  // a small declared body whose stream fails halfway
+  let pulls = 0;
+  return new Response(
+    new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (pulls++ > 0) return controller.error(new Error("storage failed"));
+        controller.enqueue(new Uint8Array(40));
+      },
+    }),
+    { headers: { "content-length": "100" } },
+  );
+}
+
+const handler: Handler = (request) => Promise.resolve(respond(request));
+
+/** Sends raw requests on one connection and returns everything until the peer closes. */
+function exchange(port: number, requests: string): Promise<{ bytes: Uint8Array; reset: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Uint8Array[] = [];
+    let reset = false;
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(requests));
+    socket.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+    socket.on("error", () => reset = true);
+    socket.on("close", () => {
+      const total = chunks.reduce((n, c) => n + c.byteLength, 0);
+      const bytes = new Uint8Array(total);
+      let at = 0;
+      for (const c of chunks) {
+        bytes.set(c, at);
+        at += c.byteLength;
+      }
+      resolve({ bytes, reset });
+    });
+  });
+}
+
+Deno.test("node listener: small, empty and streamed bodies arrive whole; a failing small body never looks complete", async () => {
+  const logged: string[] = [];
+  const server = await startListener(handler, {
+    address: "127.0.0.1:0",
+    log: (line) => logged.push(line),
+  });
+  const port = Number(server.address.split(":").pop());
+  try {
+    const small = await fetch(`http://127.0.0.1:${port}/small`);
+    assertEquals(small.headers.get("content-length"), "5000");
+    assertEquals(new Uint8Array(await small.arrayBuffer()), SMALL);
+    const streamed = await fetch(`http://127.0.0.1:${port}/streamed`);
+    assertEquals((await streamed.arrayBuffer()).byteLength, 300_000);
+
+    // keep-alive: an empty body, then a small one, on one connection
+    const { bytes } = await exchange(
+      port,
+      "GET /empty HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    const text = new TextDecoder("latin1").decode(bytes);
+    assertEquals(text.match(/HTTP\/1\.1 200/g)?.length, 2, text.slice(0, 300));
+    assert(text.includes("content-length: 0\r\n"), "the empty answer has its length");
+    assertEquals(bytes.byteLength - text.lastIndexOf("\r\n\r\n") - 4, 5000);
+
+    // the failing body: no complete answer claims 100 bytes; the connection is cut
+    const failed = await exchange(port, "GET /failing HTTP/1.1\r\nHost: x\r\n\r\n");
+    const answer = new TextDecoder("latin1").decode(failed.bytes);
+    const head = answer.indexOf("\r\n\r\n");
+    assert(head < 0 || failed.bytes.byteLength - head - 4 < 100, "never 100 body bytes");
+    assert(logged.some((line) => line.includes("response body failed")), logged.join("\n"));
+
+    // and the listener goes on serving
+    assertEquals(
+      (await (await fetch(`http://127.0.0.1:${port}/small`)).arrayBuffer()).byteLength,
+      5000,
+    );
+  } finally {
+    await server.shutdown(1000);
+  }
+});
