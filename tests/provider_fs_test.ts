@@ -445,10 +445,15 @@ Deno.test("fs: uploads into a directory that an aborted upload is removing still
   });
 });
 
-/** An FsProvider that counts its fsyncs and can fail the n-th one. */
+/** An FsProvider that counts its fsyncs, can fail the n-th one, and can refuse a second descriptor. */
 class SyncCountingFs extends FsProvider {
   syncs = 0;
   failSync = 0;
+  noSecondDescriptor = false;
+  override openSyncHandle(tempPath: string): Promise<Deno.FsFile> {
+    if (this.noSecondDescriptor) return Promise.reject(new Deno.errors.Busy("too many open files"));
+    return super.openSyncHandle(tempPath);
+  }
   override async syncFile(file: Deno.FsFile): Promise<void> {
     this.syncs++;
     if (this.syncs === this.failSync) throw new Deno.errors.Interrupted("I/O error (test)");
@@ -513,5 +518,15 @@ Deno.test("fs: a failed early sync fails the commit and leaves nothing behind", 
     assert(failed, "pipeTo must fail");
     await upload.abort();
     assertEquals(await diskNames(`${root}/big`), ["existing"]);
+  });
+});
+
+Deno.test("fs: without a second descriptor an upload does without early syncs and still commits", async () => {
+  await withSyncCountingFs(async (fs) => {
+    fs.noSecondDescriptor = true;
+    const data = patterned(512 * 1024, 11);
+    await put(fs, "big/alone", data, { replace: false });
+    assertEquals(fs.syncs, 1, "only the final sync");
+    assertEquals(sha256(await get(fs, "big/alone")), sha256(data));
   });
 });

@@ -535,6 +535,15 @@ export class FsProvider implements Provider {
     return new FsUpload(this, file, temp, path, dir, bufferSize, entered);
   }
 
+  /**
+   * A second descriptor of an upload's temp file, for the early syncs (they must not queue behind
+   * the writes on the first). Opened for writing, never written through: Windows flushes only
+   * such handles.
+   */
+  async openSyncHandle(tempPath: string): Promise<Deno.FsFile> {
+    return await Deno.open(tempPath, { write: true });
+  }
+
   /** fsync for a file; remembers and warns once when the file system cannot do it. */
   async syncFile(file: Deno.FsFile): Promise<void> {
     if (!this.#fsyncSupported) return;
@@ -733,7 +742,8 @@ class FsUpload implements Upload {
   #syncedUpTo = 0;
   #earlySync: Promise<void> | null = null;
   #earlySyncError: StowageError | null = null;
-  /** A second descriptor of the temp file for the early syncs (they must not queue behind writes). */
+  #noEarlySyncs = false;
+  /** The provider's `openSyncHandle` of the temp file, once an early sync needed it. */
   #syncHandle: Deno.FsFile | null = null;
 
   constructor(
@@ -778,7 +788,7 @@ class FsUpload implements Upload {
 
   /** Starts an early sync of what is written so far, unless one is still running. */
   #maybeSyncEarly(): void {
-    if (this.#earlySync !== null || this.#earlySyncError !== null) return;
+    if (this.#earlySync !== null || this.#earlySyncError !== null || this.#noEarlySyncs) return;
     if (this.#onDisk - this.#syncedUpTo < this.provider.earlySyncBytes) return;
     this.#syncedUpTo = this.#onDisk;
     const sync = this.#syncEarly();
@@ -788,11 +798,21 @@ class FsUpload implements Upload {
     });
   }
 
-  /** One early sync; never rejects (a failure is kept for the commit). */
+  /**
+   * One early sync; never rejects. A failed sync is kept for the commit to throw. Without a second
+   * descriptor (say, at the open-files limit) the upload simply does without early syncs: the
+   * final sync alone keeps it durable.
+   */
   async #syncEarly(): Promise<void> {
+    if (this.#syncHandle === null) {
+      try {
+        this.#syncHandle = await this.provider.openSyncHandle(this.temp);
+      } catch {
+        this.#noEarlySyncs = true;
+        return;
+      }
+    }
     try {
-      // Opened for writing (never written through) because Windows flushes only such handles.
-      this.#syncHandle ??= await Deno.open(this.temp, { write: true });
       await this.provider.syncFile(this.#syncHandle);
     } catch (error) {
       this.#earlySyncError ??= toStowageError(error);
