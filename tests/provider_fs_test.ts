@@ -418,6 +418,26 @@ Deno.test("fs: overlapping aborted uploads into a new directory leave no directo
   });
 });
 
+Deno.test("fs: a directory that appears and vanishes during mkdir is created again", async () => {
+  // What a recursive mkdir reports when another upload created the directory and that upload's
+  // abort removed it before mkdir could check it: "already exists", with nothing there.
+  await withFs({}, async ({ provider, root }) => {
+    const mkdir = Deno.mkdir;
+    let raced = 0;
+    Deno.mkdir = (path, options) => {
+      if (raced++ === 0) return Promise.reject(new Deno.errors.AlreadyExists(`mkdir '${path}'`));
+      return mkdir(path, options);
+    };
+    try {
+      await put(provider, "race/dir/obj", "x", { replace: false });
+    } finally {
+      Deno.mkdir = mkdir;
+    }
+    assert(raced >= 2, "mkdir ran again after the race");
+    assertEquals(await diskNames(`${root}/race/dir`), ["obj"]);
+  });
+});
+
 Deno.test("fs: uploads into a directory that an aborted upload is removing still begin", async () => {
   // An aborted upload removes the empty directories it created; another upload creating the
   // same directory at that moment must create it again, not fail with "not found".

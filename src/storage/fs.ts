@@ -475,7 +475,7 @@ export class FsProvider implements Provider {
    * Makes sure `dir` exists inside the root, creating it and its parents when allowed. Returns
    * the directories it created (deepest first). An aborted upload removes the empty directories
    * it created, which can race with an upload creating the same ones: a directory vanishing
-   * between mkdir and the check is created again (a few times at most).
+   * during mkdir or between mkdir and the check is created again (a few times at most).
    */
   async #prepareDir(dir: string, createParents: boolean): Promise<string[]> {
     for (let attempt = 0;; attempt++) {
@@ -492,7 +492,10 @@ export class FsProvider implements Provider {
         await this.#checkDir(dir);
         return missing;
       } catch (error) {
-        if (toStowageError(error).kind !== "NotFound" || attempt >= 5) throw error;
+        // "Exists": the recursive mkdir met a directory another upload had just created, and
+        // that upload's abort removed it again before mkdir could see it was a directory.
+        const kind = toStowageError(error).kind;
+        if ((kind !== "NotFound" && kind !== "Exists") || attempt >= 5) throw error;
       }
     }
   }
