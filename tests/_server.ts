@@ -172,8 +172,12 @@ export async function rawExchange(
       conn.close();
     } catch { /* closed */ }
   }
-  const total = chunks.reduce((n, c) => n + c.byteLength, 0);
-  const out = new Uint8Array(total);
+  return concatChunks(chunks);
+}
+
+/** The chunks joined into one buffer. */
+export function concatChunks(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
   let pos = 0;
   for (const c of chunks) {
     out.set(c, pos);

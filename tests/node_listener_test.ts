@@ -5,6 +5,7 @@ import net from "node:net";
 import { startListener } from "../src/transport/listen.ts";
 import type { Handler } from "../src/http/types.ts";
 import { assert, assertEquals } from "./_assert.ts";
+import { concatChunks } from "./_server.ts";
 
 const SMALL = new Uint8Array(5000).map((_, i) => (i * 7) & 0xff);
 
@@ -51,16 +52,7 @@ function exchange(port: number, requests: string): Promise<{ bytes: Uint8Array; 
     const socket = net.connect(port, "127.0.0.1", () => socket.write(requests));
     socket.on("data", (chunk: Uint8Array) => chunks.push(chunk));
     socket.on("error", () => reset = true);
-    socket.on("close", () => {
-      const total = chunks.reduce((n, c) => n + c.byteLength, 0);
-      const bytes = new Uint8Array(total);
-      let at = 0;
-      for (const c of chunks) {
-        bytes.set(c, at);
-        at += c.byteLength;
-      }
-      resolve({ bytes, reset });
-    });
+    socket.on("close", () => resolve({ bytes: concatChunks(chunks), reset }));
   });
 }
 
