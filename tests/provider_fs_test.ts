@@ -21,20 +21,23 @@ import {
   text,
 } from "./_provider_contract.ts";
 
-interface FsFixture {
+interface FsFixture<P extends FsProvider = FsProvider> {
   base: string;
   root: string;
-  provider: FsProvider;
+  provider: P;
   warnings: string[];
   cleanup(): Promise<void>;
 }
 
-async function fsFixture(options: FsProviderOptions = {}): Promise<FsFixture> {
+async function fsFixture<P extends FsProvider = FsProvider>(
+  options: FsProviderOptions = {},
+  make: (root: string, options: FsProviderOptions) => P = (root, o) => new FsProvider(root, o) as P,
+): Promise<FsFixture<P>> {
   const base = await Deno.makeTempDir({ prefix: "stowage-fs-test-" });
   const root = `${base}/root`;
   await Deno.mkdir(root);
   const warnings: string[] = [];
-  const provider = new FsProvider(root, { warn: (m) => warnings.push(m), ...options });
+  const provider = make(root, { warn: (m) => warnings.push(m), ...options });
   return {
     base,
     root,
@@ -482,16 +485,14 @@ class SyncCountingFs extends FsProvider {
 }
 
 async function withSyncCountingFs(fn: (fs: SyncCountingFs, root: string) => Promise<void>) {
-  const base = await Deno.makeTempDir({ prefix: "stowage-fs-test-" });
-  const root = `${base}/root`;
-  await Deno.mkdir(root);
+  const f = await fsFixture(
+    { writeBufferSize: 16 * 1024, earlySyncBytes: 64 * 1024 },
+    (root, options) => new SyncCountingFs(root, options),
+  );
   try {
-    await fn(
-      new SyncCountingFs(root, { writeBufferSize: 16 * 1024, earlySyncBytes: 64 * 1024 }),
-      root,
-    );
+    await fn(f.provider, f.root);
   } finally {
-    await Deno.remove(base, { recursive: true });
+    await f.cleanup();
   }
 }
 

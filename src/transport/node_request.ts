@@ -19,6 +19,7 @@ import {
   makeRequest,
   nodeHeadersFromResponse,
   nodeReadableToWeb,
+  parseContentLength,
   pipeWebBodyToNode,
   requestUrl,
 } from "./node_bridge.ts";
@@ -71,9 +72,8 @@ function hasRequestBody(req: NodeRequest, method: string): boolean {
 const SMALL_BODY = 64 * 1024;
 
 function isSmallBody(contentLength: string | string[] | undefined): boolean {
-  if (typeof contentLength !== "string") return false;
-  const n = Number(contentLength);
-  return Number.isSafeInteger(n) && n >= 0 && n <= SMALL_BODY;
+  const declared = parseContentLength(typeof contentLength === "string" ? contentLength : null);
+  return declared !== null && declared <= SMALL_BODY;
 }
 
 /** Serves one request; never rejects (failures are logged and end the response). */
