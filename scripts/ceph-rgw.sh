@@ -12,15 +12,16 @@
 #   scripts/ceph-rgw.sh rgw-start DIR  start radosgw again on the same port
 #
 # Environment for start: RGW_PORT, MON_PORT (default: free random ports), S3_ACCESS_KEY,
-# S3_SECRET_KEY, S3_BUCKET (defaults below), RGW_MIN_PART_SIZE (default 1048576: multipart
-# parts down to 1 MiB, so tests need not move 5 MiB parts), OSD_BYTES (memstore capacity,
+# S3_SECRET_KEY, S3_BUCKET (defaults below), RGW_WAIT_S (seconds radosgw may take to answer,
+# default 60), RGW_MIN_PART_SIZE (default 1048576: multipart parts down to 1 MiB, so tests
+# need not move 5 MiB parts), OSD_BYTES (memstore capacity,
 # default 4 GiB, allocated lazily), WATCH_PID (stop the cluster by itself once that process
 # is gone: tests pass their own pid so that a killed test run leaves no daemons behind).
 #
 # The env lines (also in DIR/env) look like `export S3_ENDPOINT=http://127.0.0.1:PORT`:
 # S3_ENDPOINT, S3_REGION, S3_BUCKET, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY. Use them with
 # `eval "$(scripts/ceph-rgw.sh env DIR)"`. Progress lines go to stderr, daemon logs to DIR/log.
-set -euo pipefail
+set -Eeuo pipefail # -E: functions inherit the ERR trap of a failing start
 
 usage() {
   echo "usage: $0 start|env|stop|rgw-stop|rgw-start DIR" >&2
@@ -94,13 +95,16 @@ stop_all() {
 
 rgw_url() { echo "http://127.0.0.1:$(cat "$DIR/rgw_port")/"; }
 
+# Fails (return, not exit: a failing start must reach its ERR trap, which prints the logs and
+# stops the daemons already running) when radosgw does not answer within RGW_WAIT_S seconds.
 wait_rgw() {
-  for _ in $(seq 1 300); do
+  local deadline=$(($(date +%s) + ${RGW_WAIT_S:-60}))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
     curl -s -o /dev/null --max-time 1 "$(rgw_url)" && return 0
     sleep 0.1
   done
-  echo "radosgw did not answer on $(rgw_url); see $DIR/log" >&2
-  exit 1
+  echo "radosgw did not answer on $(rgw_url)" >&2
+  return 1
 }
 
 start_rgw() {
