@@ -326,3 +326,117 @@ Deno.test({
     );
   },
 });
+
+/** Serves `text` in-process with `handler`, the input arriving `step` bytes at a time. */
+async function serveInProcess(
+  text: string,
+  handler: Parameters<typeof serveStdioHttp1>[0],
+  step: number,
+): Promise<{ all: Uint8Array; logs: string[] }> {
+  const bytes = enc(text);
+  let offset = 0;
+  const input = {
+    read(p: Uint8Array): Promise<number | null> {
+      if (offset >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(step, p.length, bytes.length - offset);
+      p.set(bytes.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+  };
+  const chunks: Uint8Array[] = [];
+  const output = new WritableStream<Uint8Array>({ write: (c) => void chunks.push(c) });
+  const logs: string[] = [];
+  await serveStdioHttp1(handler, { input, output, log: (line) => logs.push(line) });
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  chunks.reduce((o, c) => (all.set(c, o), o + c.length), 0);
+  return { all, logs };
+}
+
+Deno.test("stdio h1: a small declared body that fails or has another length becomes a 500, and the stream stays in sync", async () => {
+  const failing = () =>
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(enc("partial"));
+        controller.error(new Error("disk gone"));
+      },
+    });
+  const handler: Parameters<typeof serveStdioHttp1>[0] = async (request) => {
+    await Promise.resolve();
+    const path = new URL(request.url).pathname;
+    const length = { "content-length": "100" };
+    if (path === "/short") return new Response("only this", { headers: length });
+    if (path === "/long") return new Response("x".repeat(150), { headers: length });
+    if (path === "/fails") return new Response(failing(), { headers: length });
+    return new Response("fine", { headers: { "content-length": "4" } });
+  };
+  const paths = ["/short", "/ok", "/long", "/ok", "/fails", "/ok"];
+  const text = paths.map((p) => `GET ${p} HTTP/1.1\r\n\r\n`).join("");
+  const { all, logs } = await serveInProcess(text, handler, 64 * 1024);
+  const { list, used } = parseResponses(all, paths.map(() => false));
+  assertEquals(used, all.length);
+  assertEquals(list.map((r) => r.status), [500, 200, 500, 200, 500, 200]);
+  for (const response of list.filter((r) => r.status === 200)) {
+    assertEquals(decoder.decode(response.body), "fine");
+  }
+  assertEquals(logs.length, 3, logs.join("\n"));
+  assertMatch(logs[0], /9 bytes does not match its Content-Length 100/);
+  assertMatch(logs[1], /150 bytes does not match its Content-Length 100/);
+  assertMatch(logs[2], /failed before sending: .*disk gone/);
+});
+
+Deno.test("stdio h1: body pieces kept by a handler are not overwritten by later reads", async () => {
+  // Reads share one buffer front to back; a handler that keeps the pieces of its body (as a
+  // provider's write queue may) must still see them unchanged after the next requests arrived.
+  const kept: Uint8Array[][] = [];
+  const handler: Parameters<typeof serveStdioHttp1>[0] = async (request) => {
+    const pieces: Uint8Array[] = [];
+    if (request.body) { for await (const piece of request.body) pieces.push(piece); }
+    kept.push(pieces);
+    return new Response(null, { status: 204 });
+  };
+  const bodies = Array.from(
+    { length: 120 },
+    (_, i) => String.fromCharCode(65 + (i % 26)).repeat(900 + i),
+  );
+  const text = bodies.map((b) => `POST /put HTTP/1.1\r\nContent-Length: ${b.length}\r\n\r\n${b}`)
+    .join("");
+  for (const step of [333, 64 * 1024]) {
+    kept.length = 0;
+    const { all } = await serveInProcess(text, handler, step);
+    const { list } = parseResponses(all, bodies.map(() => false));
+    assertEquals(list.map((r) => r.status), bodies.map(() => 204));
+    assertEquals(kept.map((pieces) => decoder.decode(concatPieces(pieces))), bodies);
+  }
+});
+
+function concatPieces(pieces: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  pieces.reduce((o, p) => (out.set(p, o), o + p.length), 0);
+  return out;
+}
+
+Deno.test("stdio h1: header values keep their latin-1 bytes", async () => {
+  const seen: string[] = [];
+  const recording: Parameters<typeof serveStdioHttp1>[0] = async (request) => {
+    await Promise.resolve();
+    seen.push(request.headers.get("x-name") ?? "");
+    return new Response(null, { status: 204 });
+  };
+  const head = new Uint8Array([...enc("GET /x HTTP/1.1\r\nX-Name: caf"), 0xe9, ...enc("\r\n\r\n")]);
+  let given = false;
+  const chunks: Uint8Array[] = [];
+  await serveStdioHttp1(recording, {
+    input: {
+      read(p: Uint8Array) {
+        if (given) return Promise.resolve(null);
+        given = true;
+        p.set(head);
+        return Promise.resolve(head.length);
+      },
+    },
+    output: new WritableStream<Uint8Array>({ write: (c) => void chunks.push(c) }),
+    log: () => {},
+  });
+  assertEquals(seen, ["caf\u00e9"]);
+});

@@ -7,11 +7,12 @@
 //
 // Response framing: status line, headers, and Content-Length on every response except 204 (RFC
 // 9110 forbids it there; the client reads a missing length as 0). Never chunked, never compressed.
-// A body with a Content-Length from the handler is streamed as is. A body without one is read into
-// memory up to `maxBufferedResponse` bytes (default 16 MiB) to learn its length; a longer one is
-// spooled into an unlinked temp file (Deno.makeTempFile) and then streamed out from there. HEAD
-// gets the headers only (a handler's explicit Content-Length is kept; without one, the body is
-// counted, not sent). Output is written with loops over partial writes, coalesced and flushed at
+// A body with a Content-Length from the handler is streamed as is; one that declares up to 64 KiB
+// is collected first, so that a failing or mis-sized one becomes a clean 500. A body without one
+// is read into memory up to `maxBufferedResponse` bytes (default 16 MiB) to learn its length; a
+// longer one is spooled into an unlinked temp file (Deno.makeTempFile) and then streamed out from
+// there. HEAD gets the headers only (a handler's explicit Content-Length is kept; without one, the
+// body is counted, not sent). Output is written with loops over partial writes, coalesced and flushed at
 // the end of each response. Logs go to `log` (default stderr), never to the output.
 
 import type { Handler, RequestInfo } from "../http/types.ts";
@@ -47,8 +48,12 @@ export const MAX_HEADERS = 100;
 const MAX_CHUNK_SIZE_LINE = 4096;
 const DEFAULT_MAX_BUFFERED_RESPONSE = 16 * 1024 * 1024;
 const MAX_BODY_PIECE = 1024 * 1024;
+const READ_SLAB = 64 * 1024;
+const MIN_READ_ROOM = 16 * 1024;
 const OUTPUT_BUFFER = 64 * 1024;
 const SPOOL_READ = 256 * 1024;
+/** Declared bodies up to this size are collected before the head is written. */
+const SMALL_RESPONSE = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 const INFO: RequestInfo = { remoteAddr: "stdio-client", transport: "stdio" };
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -111,7 +116,8 @@ export function headerSpelling(name: string): string {
 function latin1(bytes: Uint8Array): string {
   let out = "";
   for (let i = 0; i < bytes.length; i += 8192) {
-    out += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    // apply, not spread: spreading a typed array walks its iterator (about 5× slower per head)
+    out += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
   }
   return out;
 }
@@ -140,11 +146,21 @@ export class InputBuffer {
       };
       this.#release = () => reader.releaseLock();
     } else {
+      // Reads fill a slab front to back; a piece handed out keeps referring to its part of the
+      // slab, which is never written again. A new slab is taken when little room is left, so a
+      // small request does not cost a fresh 64 KiB buffer.
+      let slab = new Uint8Array(READ_SLAB);
+      let used = 0;
       this.#next = async () => {
-        // a fresh buffer per read: body pieces handed out keep referring to it
-        const buffer = new Uint8Array(64 * 1024);
-        const n = await input.read(buffer);
-        return n === null ? null : buffer.subarray(0, n);
+        if (slab.length - used < MIN_READ_ROOM) {
+          slab = new Uint8Array(READ_SLAB);
+          used = 0;
+        }
+        const n = await input.read(slab.subarray(used));
+        if (n === null) return null;
+        const piece = slab.subarray(used, used + n);
+        used += n;
+        return piece;
       };
       this.#release = () => {};
     }
@@ -618,13 +634,7 @@ async function writeResponse(
       measured = await measureBody(body, maxBuffered);
     } catch (error) {
       log(`stdio: response body failed before sending: ${errorText(error)}`);
-      const text = encoder.encode("Internal Server Error");
-      await out.write(headBlock(500, REASONS[500], [
-        ["Content-Type", "text/plain; charset=utf-8"],
-        ["Content-Length", String(text.length)],
-      ]));
-      await out.write(text);
-      await out.flush();
+      await writeInternalError(out);
       return true;
     }
     fields.push(["Content-Length", String(measured.length)]);
@@ -647,6 +657,10 @@ async function writeResponse(
     }
     await out.flush();
     return true;
+  }
+
+  if (declared <= SMALL_RESPONSE) {
+    return await writeSmallResponse(out, response, fields, declared, log);
   }
 
   fields.push(["Content-Length", String(declared)]);
@@ -686,6 +700,50 @@ async function writeResponse(
     return false;
   }
   return true;
+}
+
+/**
+ * A body that declares at most SMALL_RESPONSE bytes is collected first (one call, no reader), so
+ * a body that fails or does not match its Content-Length becomes a 500 while nothing is sent yet,
+ * and the connection stays in sync.
+ */
+async function writeSmallResponse(
+  out: OutputBuffer,
+  response: Response,
+  fields: [string, string][],
+  declared: number,
+  log: (line: string) => void,
+): Promise<boolean> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await response.bytes();
+  } catch (error) {
+    log(`stdio: response body failed before sending: ${errorText(error)}`);
+    await writeInternalError(out);
+    return true;
+  }
+  if (bytes.length !== declared) {
+    log(
+      `stdio: response body of ${bytes.length} bytes does not match its Content-Length ${declared}`,
+    );
+    await writeInternalError(out);
+    return true;
+  }
+  fields.push(["Content-Length", String(declared)]);
+  await out.write(headBlock(response.status, reasonOf(response), fields));
+  await out.write(bytes);
+  await out.flush();
+  return true;
+}
+
+async function writeInternalError(out: OutputBuffer): Promise<void> {
+  const text = encoder.encode("Internal Server Error");
+  await out.write(headBlock(500, REASONS[500], [
+    ["Content-Type", "text/plain; charset=utf-8"],
+    ["Content-Length", String(text.length)],
+  ]));
+  await out.write(text);
+  await out.flush();
 }
 
 async function writeRefusal(out: OutputBuffer, refusal: Refusal): Promise<void> {
