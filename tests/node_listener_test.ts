@@ -29,6 +29,7 @@ function respond(request: Request): Response {
       { headers: { "content-length": "300000" } },
     );
   }
+  if (path === "/endless") return endlessBody();
   // a small declared body whose stream fails halfway
   let pulls = 0;
   return new Response(
@@ -36,6 +37,25 @@ function respond(request: Request): Response {
       pull(controller) {
         if (pulls++ > 0) return controller.error(new Error("storage failed"));
         controller.enqueue(new Uint8Array(40));
+      },
+    }),
+    { headers: { "content-length": "100" } },
+  );
+}
+
+/** What the endless body was asked for: the listener must stop reading it and cancel it. */
+const endless = { pulls: 0, cancelled: false };
+
+/** Declares 100 bytes and never ends (a handler whose length is wrong). */
+function endlessBody(): Response {
+  return new Response(
+    new ReadableStream<Uint8Array>({
+      pull(controller) {
+        endless.pulls++;
+        controller.enqueue(new Uint8Array(64));
+      },
+      cancel() {
+        endless.cancelled = true;
       },
     }),
     { headers: { "content-length": "100" } },
@@ -86,6 +106,14 @@ Deno.test("node listener: small, empty and streamed bodies arrive whole; a faili
     const head = answer.indexOf("\r\n\r\n");
     assert(head < 0 || failed.bytes.byteLength - head - 4 < 100, "never 100 body bytes");
     assert(logged.some((line) => line.includes("response body failed")), logged.join("\n"));
+
+    // a small declared body that never ends: collected up to its length, cancelled, cut off
+    const endlessAnswer = await exchange(port, "GET /endless HTTP/1.1\r\nHost: x\r\n\r\n");
+    const endlessText = new TextDecoder("latin1").decode(endlessAnswer.bytes);
+    const endlessHead = endlessText.indexOf("\r\n\r\n");
+    assert(endlessHead < 0 || endlessAnswer.bytes.byteLength - endlessHead - 4 < 100);
+    assert(endless.cancelled, "the endless body was cancelled");
+    assert(endless.pulls <= 4, `pulled ${endless.pulls} times`);
 
     // and the listener goes on serving
     assertEquals(

@@ -361,6 +361,8 @@ Deno.test("stdio h1: a small declared body that fails or has another length beco
         controller.error(new Error("disk gone"));
       },
     });
+  let endlessPulls = 0;
+  let endlessCancelled = false;
   const handler: Parameters<typeof serveStdioHttp1>[0] = async (request) => {
     await Promise.resolve();
     const path = new URL(request.url).pathname;
@@ -368,21 +370,32 @@ Deno.test("stdio h1: a small declared body that fails or has another length beco
     if (path === "/short") return new Response("only this", { headers: length });
     if (path === "/long") return new Response("x".repeat(150), { headers: length });
     if (path === "/fails") return new Response(failing(), { headers: length });
+    if (path === "/endless") {
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          pull: (controller) => void (endlessPulls++, controller.enqueue(new Uint8Array(64))),
+          cancel: () => void (endlessCancelled = true),
+        }),
+        { headers: length },
+      );
+    }
     return new Response("fine", { headers: { "content-length": "4" } });
   };
-  const paths = ["/short", "/ok", "/long", "/ok", "/fails", "/ok"];
+  const paths = ["/short", "/ok", "/long", "/ok", "/fails", "/ok", "/endless", "/ok"];
   const text = paths.map((p) => `GET ${p} HTTP/1.1\r\n\r\n`).join("");
   const { all, logs } = await serveInProcess(text, handler, 64 * 1024);
   const { list, used } = parseResponses(all, paths.map(() => false));
   assertEquals(used, all.length);
-  assertEquals(list.map((r) => r.status), [500, 200, 500, 200, 500, 200]);
+  assertEquals(list.map((r) => r.status), [500, 200, 500, 200, 500, 200, 500, 200]);
+  assert(endlessCancelled && endlessPulls <= 4, `endless body pulled ${endlessPulls} times`);
   for (const response of list.filter((r) => r.status === 200)) {
     assertEquals(decoder.decode(response.body), "fine");
   }
-  assertEquals(logs.length, 3, logs.join("\n"));
-  assertMatch(logs[0], /9 bytes does not match its Content-Length 100/);
-  assertMatch(logs[1], /150 bytes does not match its Content-Length 100/);
+  assertEquals(logs.length, 4, logs.join("\n"));
+  assertMatch(logs[0], /of 9 bytes, not its Content-Length 100/);
+  assertMatch(logs[1], /longer than its Content-Length 100/);
   assertMatch(logs[2], /failed before sending: .*disk gone/);
+  assertMatch(logs[3], /longer than its Content-Length 100/);
 });
 
 Deno.test("stdio h1: body pieces kept by a handler are not overwritten by later reads", async () => {

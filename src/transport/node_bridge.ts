@@ -190,6 +190,43 @@ function asBytes(chunk: unknown): Uint8Array {
 }
 
 /**
+ * Collects a response body that declares `declared` bytes (a small one), never holding more than
+ * that plus one chunk: a longer body is cancelled and gives null, so a handler's wrong length
+ * cannot make the listener buffer a large stream. A shorter body comes back as it is (the caller
+ * compares); a failing one rejects.
+ */
+export async function collectDeclaredBody(
+  body: ReadableStream<Uint8Array>,
+  declared: number,
+): Promise<Uint8Array | null> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > declared) {
+        await reader.cancel().catch(() => {});
+        return null;
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/**
  * Wraps a node Readable (IncomingMessage, Http2Stream) as a web ReadableStream with backpressure:
  * the source is paused while the web queue holds BODY_HIGH_WATER bytes, resumed on pull. The web
  * stream errors if the source errors or closes before its end (client aborted), so a handler never

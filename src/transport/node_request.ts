@@ -13,6 +13,7 @@ import type { Handler, RequestInfo } from "../http/types.ts";
 import { setRequestProtocol } from "../http/access_log.ts";
 import {
   type BridgedBody,
+  collectDeclaredBody,
   errorText,
   headersFromNode,
   headersFromRawPairs,
@@ -71,9 +72,10 @@ function hasRequestBody(req: NodeRequest, method: string): boolean {
 /** Bodies with a declared length up to this are collected and sent with one `end()`. */
 const SMALL_BODY = 64 * 1024;
 
-function isSmallBody(contentLength: string | string[] | undefined): boolean {
+/** The declared length of a small body, or null when it is larger or not declared. */
+function smallBodyLength(contentLength: string | string[] | undefined): number | null {
   const declared = parseContentLength(typeof contentLength === "string" ? contentLength : null);
-  return declared !== null && declared <= SMALL_BODY;
+  return declared !== null && declared <= SMALL_BODY ? declared : null;
 }
 
 /** Serves one request; never rejects (failures are logged and end the response). */
@@ -160,11 +162,13 @@ async function answer(
   if (noBody || response.body === null) {
     await response.body?.cancel().catch(() => {});
     res.end();
-  } else if (isSmallBody(headers["content-length"])) {
-    // A few KiB in hand: one end() call sends head and body together, without a reader loop.
-    let bytes: Uint8Array;
+  } else if (smallBodyLength(headers["content-length"]) !== null) {
+    // A few KiB in hand: one end() call sends head and body together. Never more than the
+    // declared length is collected; a longer body is a failure like a broken one.
+    let bytes: Uint8Array | null;
     try {
-      bytes = await response.bytes();
+      bytes = await collectDeclaredBody(response.body, smallBodyLength(headers["content-length"])!);
+      if (bytes === null) throw new Error("longer than its Content-Length");
     } catch (error) {
       context.log(`ERROR: response body failed: ${errorText(error)}`);
       res.destroy?.();

@@ -21,6 +21,7 @@ import {
   type ByteSink,
   byteSink,
   type ByteWriter,
+  collectDeclaredBody,
   errorText,
   isHopByHop,
   makeRequest,
@@ -703,7 +704,7 @@ async function writeResponse(
 }
 
 /**
- * A body that declares at most SMALL_RESPONSE bytes is collected first (one call, no reader), so
+ * A body that declares at most SMALL_RESPONSE bytes is collected first (never more than that), so
  * a body that fails or does not match its Content-Length becomes a 500 while nothing is sent yet,
  * and the connection stays in sync.
  */
@@ -714,18 +715,17 @@ async function writeSmallResponse(
   declared: number,
   log: (line: string) => void,
 ): Promise<boolean> {
-  let bytes: Uint8Array;
+  let bytes: Uint8Array | null;
   try {
-    bytes = await response.bytes();
+    bytes = await collectDeclaredBody(response.body!, declared);
   } catch (error) {
     log(`stdio: response body failed before sending: ${errorText(error)}`);
     await writeInternalError(out);
     return true;
   }
-  if (bytes.length !== declared) {
-    log(
-      `stdio: response body of ${bytes.length} bytes does not match its Content-Length ${declared}`,
-    );
+  if (bytes === null || bytes.length !== declared) {
+    const what = bytes === null ? "longer than" : `of ${bytes.length} bytes, not`;
+    log(`stdio: response body ${what} its Content-Length ${declared}`);
     await writeInternalError(out);
     return true;
   }
