@@ -199,22 +199,20 @@ export async function collectDeclaredBody(
   body: ReadableStream<Uint8Array>,
   declared: number,
 ): Promise<Uint8Array | null> {
+  // The lock is never released: the body ends read, cancelled or failed here, and a release
+  // (which builds an error object for Deno's streams) would cost more than the whole read.
   const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
-  try {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > declared) {
-        await reader.cancel().catch(() => {});
-        return null;
-      }
-      chunks.push(value);
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > declared) {
+      await reader.cancel().catch(() => {});
+      return null;
     }
-  } finally {
-    reader.releaseLock();
+    chunks.push(value);
   }
   if (chunks.length === 1) return chunks[0];
   const out = new Uint8Array(total);
