@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { serveStdioHttp1 } from "../src/transport/stdio_h1.ts";
 import { echoHandler, patternBytes } from "./fixtures/echo_handler.ts";
+import { concatChunks } from "./_server.ts";
 
 const FIXTURE = new URL("./fixtures/stdio_h1_echo.ts", import.meta.url).pathname;
 const encoder = new TextEncoder();
@@ -244,32 +245,13 @@ Deno.test("stdio h1: length-less responses are measured in memory or spooled to 
 
 Deno.test("stdio h1: in-process, Deno.Reader input and a handler that ignores bodies", async () => {
   const text = "POST /reject HTTP/1.1\r\nContent-Length: 4\r\n\r\nbodyGET /info HTTP/1.1\r\n\r\n";
-  const bytes = enc(text);
-  let offset = 0;
+  const handlerLogs: string[] = [];
   // a reader that hands out at most 7 bytes at a time, to split every token
-  const input = {
-    read(p: Uint8Array): Promise<number | null> {
-      if (offset >= bytes.length) return Promise.resolve(null);
-      const n = Math.min(7, p.length, bytes.length - offset);
-      p.set(bytes.subarray(offset, offset + n));
-      offset += n;
-      return Promise.resolve(n);
-    },
-  };
-  const chunks: Uint8Array[] = [];
-  const output = new WritableStream<Uint8Array>({ write: (c) => void chunks.push(c) });
-  const logs: string[] = [];
-  await serveStdioHttp1(echoHandler((line) => logs.push(line)), {
-    input,
-    output,
-    log: (line) => logs.push(line),
-  });
-  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  chunks.reduce((o, c) => (all.set(c, o), o + c.length), 0);
+  const { all, logs } = await serveInProcess(text, echoHandler((l) => handlerLogs.push(l)), 7);
   const { list, used } = parseResponses(all, [false, false]);
   assertEquals(used, all.length);
   assertEquals(list.map((r) => r.status), [403, 200]);
-  assertEquals(logs, ["req POST /reject", "req GET /info"]);
+  assertEquals([...handlerLogs, ...logs], ["req POST /reject", "req GET /info"]);
 });
 
 Deno.test({
@@ -348,9 +330,7 @@ async function serveInProcess(
   const output = new WritableStream<Uint8Array>({ write: (c) => void chunks.push(c) });
   const logs: string[] = [];
   await serveStdioHttp1(handler, { input, output, log: (line) => logs.push(line) });
-  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  chunks.reduce((o, c) => (all.set(c, o), o + c.length), 0);
-  return { all, logs };
+  return { all: concatChunks(chunks), logs };
 }
 
 Deno.test("stdio h1: a small declared body that fails or has another length becomes a 500, and the stream stays in sync", async () => {
@@ -419,15 +399,9 @@ Deno.test("stdio h1: body pieces kept by a handler are not overwritten by later 
     const { all } = await serveInProcess(text, handler, step);
     const { list } = parseResponses(all, bodies.map(() => false));
     assertEquals(list.map((r) => r.status), bodies.map(() => 204));
-    assertEquals(kept.map((pieces) => decoder.decode(concatPieces(pieces))), bodies);
+    assertEquals(kept.map((pieces) => decoder.decode(concatChunks(pieces))), bodies);
   }
 });
-
-function concatPieces(pieces: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
-  pieces.reduce((o, p) => (out.set(p, o), o + p.length), 0);
-  return out;
-}
 
 Deno.test("stdio h1: header values keep their latin-1 bytes", async () => {
   const seen: string[] = [];

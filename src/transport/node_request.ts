@@ -159,15 +159,16 @@ async function answer(
     res.destroy?.();
     return;
   }
+  const smallLength = smallBodyLength(headers["content-length"]);
   if (noBody || response.body === null) {
     await response.body?.cancel().catch(() => {});
     res.end();
-  } else if (smallBodyLength(headers["content-length"]) !== null) {
+  } else if (smallLength !== null) {
     // A few KiB in hand: one end() call sends head and body together. Never more than the
     // declared length is collected; a longer body is a failure like a broken one.
     let bytes: Uint8Array | null;
     try {
-      bytes = await collectDeclaredBody(response.body, smallBodyLength(headers["content-length"])!);
+      bytes = await collectDeclaredBody(response.body, smallLength);
       if (bytes === null) throw new Error("longer than its Content-Length");
     } catch (error) {
       context.log(`ERROR: response body failed: ${errorText(error)}`);

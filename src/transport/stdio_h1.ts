@@ -22,6 +22,7 @@ import {
   byteSink,
   type ByteWriter,
   collectDeclaredBody,
+  concatBytes,
   errorText,
   isHopByHop,
   makeRequest,
@@ -197,7 +198,7 @@ export class InputBuffer {
       this.#pending = lf >= 0 ? pending.subarray(lf + 1) : EMPTY;
       if (prefix === null) {
         if (total + piece.length > limit + 1) {
-          prefix = latin1(concat([...parts, piece], total + piece.length).subarray(0, 64));
+          prefix = latin1(concatBytes([...parts, piece], total + piece.length).subarray(0, 64));
           parts.length = 0;
         } else {
           parts.push(piece);
@@ -206,7 +207,7 @@ export class InputBuffer {
       }
       if (lf < 0) continue;
       if (prefix !== null) return { kind: "too-long", prefix };
-      let line = parts.length === 1 ? parts[0] : concat(parts, total);
+      let line = parts.length === 1 ? parts[0] : concatBytes(parts, total);
       if (line.length > 0 && line[line.length - 1] === 13) line = line.subarray(0, line.length - 1);
       if (line.length > limit) return { kind: "too-long", prefix: latin1(line.subarray(0, 64)) };
       return { kind: "line", text: latin1(line) };
@@ -232,16 +233,6 @@ export class InputBuffer {
       // a read is still pending; the process is ending anyway
     }
   }
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
