@@ -1,10 +1,15 @@
-// The default TCP listener (node:http) answering web Responses: bodies with a small declared
-// length (sent in one piece), streamed bodies, and bodies that fail before they are complete.
+// Both HTTP/1.1 listeners for TCP answering web Responses: the default one (tcp_h1, what
+// startListener runs) and the node:http one (TLS and socket activation use it). Bodies with a small
+// declared length (sent in one piece), streamed bodies, and bodies that fail before they are
+// complete: tcp_h1 answers those 500 and keeps the connection; node:http has sent its head by then
+// and cuts the connection.
 
 import net from "node:net";
 import { startListener } from "../src/transport/listen.ts";
+import { createNodeHttpListener } from "../src/transport/node_http.ts";
+import { NO_TIMEOUTS } from "../src/transport/timeouts.ts";
 import type { Handler } from "../src/http/types.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { concatChunks } from "./_server.ts";
 
 const SMALL = new Uint8Array(5000).map((_, i) => (i * 7) & 0xff);
@@ -76,51 +81,95 @@ function exchange(port: number, requests: string): Promise<{ bytes: Uint8Array; 
   });
 }
 
-Deno.test("node listener: small, empty and streamed bodies arrive whole; a failing small body never looks complete", async () => {
-  const logged: string[] = [];
-  const server = await startListener(handler, {
-    address: "127.0.0.1:0",
-    log: (line) => logged.push(line),
+interface Listening {
+  port: number;
+  shutdown(graceMs: number): Promise<void>;
+}
+
+async function defaultListener(log: (line: string) => void): Promise<Listening> {
+  const server = await startListener(handler, { address: "127.0.0.1:0", log });
+  return { port: Number(server.address.split(":").pop()), shutdown: server.shutdown };
+}
+
+async function nodeListener(log: (line: string) => void): Promise<Listening> {
+  const listener = createNodeHttpListener(handler, {
+    transport: "tcp",
+    timeouts: NO_TIMEOUTS,
+    log,
   });
-  const port = Number(server.address.split(":").pop());
-  try {
-    const small = await fetch(`http://127.0.0.1:${port}/small`);
-    assertEquals(small.headers.get("content-length"), "5000");
-    assertEquals(new Uint8Array(await small.arrayBuffer()), SMALL);
-    const streamed = await fetch(`http://127.0.0.1:${port}/streamed`);
-    assertEquals((await streamed.arrayBuffer()).byteLength, 300_000);
+  const bound = await listener.listen({ hostname: "127.0.0.1", port: 0 });
+  return { port: (bound as { port: number }).port, shutdown: listener.shutdown };
+}
 
-    // keep-alive: an empty body, then a small one, on one connection
-    const { bytes } = await exchange(
-      port,
-      "GET /empty HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    const text = new TextDecoder("latin1").decode(bytes);
-    assertEquals(text.match(/HTTP\/1\.1 200/g)?.length, 2, text.slice(0, 300));
-    assert(text.includes("content-length: 0\r\n"), "the empty answer has its length");
-    assertEquals(bytes.byteLength - text.lastIndexOf("\r\n\r\n") - 4, 5000);
+/** Body bytes after the first head of a raw answer (latin1 text), or -1 without a head. */
+function bodyLength(bytes: Uint8Array, text: string): number {
+  const head = text.indexOf("\r\n\r\n");
+  return head < 0 ? -1 : bytes.byteLength - head - 4;
+}
 
-    // the failing body: no complete answer claims 100 bytes; the connection is cut
-    const failed = await exchange(port, "GET /failing HTTP/1.1\r\nHost: x\r\n\r\n");
-    const answer = new TextDecoder("latin1").decode(failed.bytes);
-    const head = answer.indexOf("\r\n\r\n");
-    assert(head < 0 || failed.bytes.byteLength - head - 4 < 100, "never 100 body bytes");
-    assert(logged.some((line) => line.includes("response body failed")), logged.join("\n"));
+for (
+  const [name, start, failureKeepsConnection] of [
+    ["default listener (tcp_h1)", defaultListener, true],
+    ["node:http listener", nodeListener, false],
+  ] as const
+) {
+  Deno.test(`${name}: small, empty and streamed bodies arrive whole; a failing small body never looks complete`, async () => {
+    endless.pulls = 0;
+    endless.cancelled = false;
+    const logged: string[] = [];
+    const server = await start((line) => logged.push(line));
+    const port = server.port;
+    try {
+      const small = await fetch(`http://127.0.0.1:${port}/small`);
+      assertEquals(small.headers.get("content-length"), "5000");
+      assertEquals(new Uint8Array(await small.arrayBuffer()), SMALL);
+      const streamed = await fetch(`http://127.0.0.1:${port}/streamed`);
+      assertEquals((await streamed.arrayBuffer()).byteLength, 300_000);
 
-    // a small declared body that never ends: collected up to its length, cancelled, cut off
-    const endlessAnswer = await exchange(port, "GET /endless HTTP/1.1\r\nHost: x\r\n\r\n");
-    const endlessText = new TextDecoder("latin1").decode(endlessAnswer.bytes);
-    const endlessHead = endlessText.indexOf("\r\n\r\n");
-    assert(endlessHead < 0 || endlessAnswer.bytes.byteLength - endlessHead - 4 < 100);
-    assert(endless.cancelled, "the endless body was cancelled");
-    assert(endless.pulls <= 4, `pulled ${endless.pulls} times`);
+      // keep-alive: an empty body, then a small one, on one connection
+      const { bytes } = await exchange(
+        port,
+        "GET /empty HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      );
+      const text = new TextDecoder("latin1").decode(bytes);
+      assertEquals(text.match(/HTTP\/1\.1 200/g)?.length, 2, text.slice(0, 300));
+      assert(/content-length: 0\r\n/i.test(text), "the empty answer has its length");
+      assertEquals(bytes.byteLength - text.lastIndexOf("\r\n\r\n") - 4, 5000);
 
-    // and the listener goes on serving
-    assertEquals(
-      (await (await fetch(`http://127.0.0.1:${port}/small`)).arrayBuffer()).byteLength,
-      5000,
-    );
-  } finally {
-    await server.shutdown(1000);
-  }
-});
+      // the failing body: no complete answer claims 100 bytes
+      const failed = await exchange(
+        port,
+        "GET /failing HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      );
+      const answer = new TextDecoder("latin1").decode(failed.bytes);
+      assert(!/content-length: 100\r\n/i.test(answer), "never an answer of 100 bytes");
+      assert(logged.some((line) => line.includes("response body failed")), logged.join("\n"));
+      if (failureKeepsConnection) {
+        // a 500 instead, and the next request on the connection is answered
+        assertMatch(answer, /^HTTP\/1\.1 500 /);
+        assertEquals(failed.bytes.byteLength - answer.lastIndexOf("\r\n\r\n") - 4, 5000);
+        assertEquals(answer.match(/HTTP\/1\.1 200/g)?.length, 1, answer);
+      } else {
+        assert(bodyLength(failed.bytes, answer) < 100, "the connection is cut");
+      }
+
+      // a small declared body that never ends: collected up to its length, cancelled
+      const endlessAnswer = await exchange(
+        port,
+        "GET /endless HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      );
+      const endlessText = new TextDecoder("latin1").decode(endlessAnswer.bytes);
+      assert(!/content-length: 100\r\n/i.test(endlessText), endlessText);
+      assert(endless.cancelled, "the endless body was cancelled");
+      assert(endless.pulls <= 4, `pulled ${endless.pulls} times`);
+
+      // and the listener goes on serving
+      assertEquals(
+        (await (await fetch(`http://127.0.0.1:${port}/small`)).arrayBuffer()).byteLength,
+        5000,
+      );
+    } finally {
+      await server.shutdown(1000);
+    }
+  });
+}

@@ -1,7 +1,7 @@
 // Startup cost: the modules every `stowage` process loads before its first answer. Deno's node
-// compatibility layer costs about 30 ms to start, so main.ts's static import graph must hold no
-// node: built-in and no npm package; the listeners, hashing, bcrypt, BLAKE3, TLS and S3 are
-// loaded by the code that needs them.
+// compatibility layer costs about 30 ms to start, so neither main.ts's static import graph nor the
+// default TCP listener's may hold a node: built-in or an npm package; TLS, hashing, bcrypt,
+// BLAKE3 and S3 are loaded by the code that needs them.
 
 import { assert, assertEquals } from "./_assert.ts";
 
@@ -47,4 +47,10 @@ Deno.test("main.ts loads no node: built-in and no npm package before a subcomman
   assert(graph.some((s) => s.endsWith("/src/transport/stdio_h1.ts")), "graph looks incomplete");
   const external = graph.filter((s) => !s.startsWith("file:"));
   assertEquals(external, []);
+});
+
+Deno.test("the default TCP listener (Deno.listen + the HTTP/1.1 engine) loads no node: built-in", async () => {
+  const graph = await staticGraph(new URL("../src/transport/listen.ts", import.meta.url));
+  assert(graph.some((s) => s.endsWith("/src/transport/tcp_h1.ts")), "graph looks incomplete");
+  assertEquals(graph.filter((s) => !s.startsWith("file:")), []);
 });

@@ -1,12 +1,11 @@
 // Plain socket listeners: TCP (host:port, :port, [v6]:port) and unix sockets. Each yields a
 // running server with its real address and a bounded graceful shutdown. TCP with connection
-// timeouts (the default) runs on the node:http listener, since Deno.serve has no header-read or
-// idle timeout; TCP with both timeouts off, and unix sockets (local peers only), run on
-// Deno.serve, which costs about half the CPU per small request.
+// timeouts (the default) runs on tcp_h1's listener, since Deno.serve has no header-read or idle
+// timeout; TCP with both timeouts off, and unix sockets (local peers only), run on Deno.serve.
 
 import type { Handler } from "../http/types.ts";
-import { createNodeHttpListener } from "./node_http.ts";
 import { formatHostPort } from "./node_request.ts";
+import { startTcpHttp1 } from "./tcp_h1.ts";
 import { type ConnectionTimeouts, DEFAULT_TIMEOUTS, timeoutsEnabled } from "./timeouts.ts";
 
 export interface ListenOptions {
@@ -16,7 +15,7 @@ export interface ListenOptions {
   unixSocketMode?: number;
   /** Header-read and idle timeouts for TCP (default: DEFAULT_TIMEOUTS). */
   timeouts?: ConnectionTimeouts;
-  /** Where the node listener's errors go (default: stderr). */
+  /** Where the TCP listener's errors go (default: stderr). */
   log?: (line: string) => void;
 }
 
@@ -97,7 +96,7 @@ export async function startListener(
   const parsed = parseListenAddress(options.address);
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   if (parsed.kind === "tcp" && timeoutsEnabled(timeouts)) {
-    return await startNodeTcpListener(handler, parsed, timeouts, options.log);
+    return startTcpListener(handler, parsed, timeouts, options.log);
   }
   const controller = new AbortController();
   const inFlight = new InFlight();
@@ -160,20 +159,21 @@ export async function startListener(
   };
 }
 
-async function startNodeTcpListener(
+function startTcpListener(
   handler: Handler,
   parsed: Extract<ParsedAddress, { kind: "tcp" }>,
   timeouts: ConnectionTimeouts,
   log: ((line: string) => void) | undefined,
-): Promise<RunningServer> {
-  const listener = createNodeHttpListener(handler, { transport: "tcp", timeouts, log });
-  const bound = await listener.listen({ hostname: parsed.hostname, port: parsed.port });
-  const address = bound !== null && typeof bound === "object"
-    ? formatHostPort(bound.address, bound.port)
-    : formatHostPort(parsed.hostname, parsed.port);
+): RunningServer {
+  const server = startTcpHttp1(handler, {
+    hostname: parsed.hostname,
+    port: parsed.port,
+    timeouts,
+    log,
+  });
   return {
-    address,
-    finished: listener.finished,
-    shutdown: (graceMs = 30_000) => listener.shutdown(graceMs),
+    address: server.address,
+    finished: server.finished,
+    shutdown: (graceMs = 30_000) => server.shutdown(graceMs),
   };
 }

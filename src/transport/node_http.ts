@@ -1,7 +1,8 @@
-// Plain HTTP/1.1 listener on node:http, used where Deno.serve cannot go: connection timeouts
-// (Deno.serve has neither a header-read nor an idle timeout) and inherited sockets (systemd
-// socket activation; Deno.listen cannot adopt an fd). node's own per-request deadline is off
-// (no total-transfer limit); its header timeout answers 408; the idle rules are ConnectionGuard's.
+// Plain HTTP/1.1 listener on node:http, used for inherited sockets (systemd socket activation:
+// Deno.listen cannot adopt an fd), with the connection timeouts Deno.serve lacks. Plain TCP from
+// --listen runs on tcp_h1.ts instead, which costs less per request. node's own per-request
+// deadline is off (no total-transfer limit); its header timeout answers 408; the idle rules are
+// ConnectionGuard's.
 // Graceful shutdown: stop accepting, end idle connections, let running requests finish (each
 // connection closes after its last response), destroy what is left when the grace period ends.
 

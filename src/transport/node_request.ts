@@ -36,7 +36,8 @@ export interface NodeRequestContext {
   log: (line: string) => void;
 }
 
-const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+/** A Host header value that is safe to put into a URL: name or [v6] address, optional port. */
+export const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /** The peer IP as Deno.serve reports it (IPv4-mapped IPv6 addresses unwrapped). */
 export function peerIp(socket: Socket | null | undefined): string {

@@ -1,6 +1,7 @@
-// Connection timeouts for the listeners built on node:http / node:http2 (plain TCP, TLS, socket
-// activation): a header-read timeout and an idle timeout against slowloris-style clients, and
-// never a total-transfer deadline, so a long but healthy upload or download is never cut.
+// Connection timeouts: a header-read timeout and an idle timeout against slowloris-style clients,
+// and never a total-transfer deadline, so a long but healthy upload or download is never cut.
+// ConnectionGuard applies them on the listeners built on node:http / node:http2 (TLS, socket
+// activation); the default plain-TCP listener (tcp_h1.ts) keeps the same rules with its own sweep.
 //
 // - Header read: a new connection must deliver a complete request head within `headerMs`; after
 //   a response, the next head must be complete within `idleMs + headerMs`.
