@@ -41,7 +41,11 @@ export const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /** The peer IP as Deno.serve reports it (IPv4-mapped IPv6 addresses unwrapped). */
 export function peerIp(socket: Socket | null | undefined): string {
-  const address = socket?.remoteAddress ?? "";
+  return unmapIpv4(socket?.remoteAddress ?? "");
+}
+
+/** An IPv4-mapped IPv6 address (`::ffff:1.2.3.4`) as plain IPv4; others unchanged. */
+export function unmapIpv4(address: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   return mapped ? mapped[1] : address;
 }

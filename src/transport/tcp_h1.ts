@@ -25,7 +25,7 @@ import {
   writeResponse,
 } from "./h1_write.ts";
 import { byteSink, errorText, makeRequest, requestUrl, stderrLog } from "./node_bridge.ts";
-import { formatHostPort, HOST } from "./node_request.ts";
+import { formatHostPort, HOST, unmapIpv4 } from "./node_request.ts";
 import type { ConnectionTimeouts } from "./timeouts.ts";
 
 export interface TcpHttp1Options {
@@ -61,12 +61,6 @@ function httpDate(): string {
     dateText = new Date(now).toUTCString();
   }
   return dateText;
-}
-
-function peerHostname(conn: Deno.Conn): string {
-  const address = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return mapped ? mapped[1] : address;
 }
 
 /** The comma-separated tokens of the request's Connection fields, lowercased. */
@@ -194,7 +188,10 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
     1000,
     Math.max(50, Math.min(...[headerMs, idleMs].filter((ms) => ms > 0)) / 4),
   );
-  const sweep = setInterval(() => {
+  const sweepNeeded = headerMs > 0 || idleMs > 0;
+  const sweep = sweepNeeded ? setInterval(sweepConnections, sweepMs) : undefined;
+
+  function sweepConnections(): void {
     const now = Date.now();
     for (const connection of connections) {
       if (connection.activity !== connection.seenActivity) {
@@ -214,8 +211,7 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
         connection.destroy();
       }
     }
-  }, sweepMs);
-  if (headerMs <= 0 && idleMs <= 0) clearInterval(sweep);
+  }
 
   async function answerSlowHead(connection: Connection): Promise<void> {
     try {
@@ -230,7 +226,7 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
   }
 
   async function serveConnection(connection: Connection): Promise<void> {
-    const remoteAddr = peerHostname(connection.conn);
+    const remoteAddr = unmapIpv4((connection.conn.remoteAddr as Deno.NetAddr).hostname ?? "");
     const info: RequestInfo = { remoteAddr, transport: "tcp" };
     if (headerMs > 0) connection.headerDeadline = Date.now() + headerMs;
     try {
@@ -274,7 +270,6 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
     // a head the parser refused ends the connection after its answer, as node and Go do
     const keepAlive = head.refusal === null &&
       (head.version === "HTTP/1.0" ? tokens.includes("keep-alive") : !tokens.includes("close"));
-    const responseFraming = framing(!keepAlive || closing, head.version);
     const out = connection.output;
     let refusal = head.refusal;
     let request: Request | null = null;
@@ -301,7 +296,7 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
     }
     if (refusal !== null || request === null) {
       const answer = refusal ?? { status: 400, message: "invalid request" };
-      await writeRefusal(out, answer, responseFraming.extra);
+      await writeRefusal(out, answer, framing(!keepAlive || closing, head.version).extra);
       return keepAlive;
     }
     setRequestProtocol(request, head.version);
@@ -329,9 +324,9 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
       await response.body?.cancel().catch(() => {});
       return false;
     }
-    // a shutdown may have begun while the handler ran
-    const finalFraming = closing && keepAlive ? framing(true, head.version) : responseFraming;
-    const inSync = await writeResponse(out, response, head.method === "HEAD", finalFraming);
+    // decided now: a shutdown may have begun while the handler ran
+    const responseFraming = framing(!keepAlive || closing, head.version);
+    const inSync = await writeResponse(out, response, head.method === "HEAD", responseFraming);
     return inSync && keepAlive;
   }
 
@@ -383,10 +378,8 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
       if (left <= 0) break;
       let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
-        changed = () => {
-          for (const connection of connections) if (connection.idle) connection.destroy();
-          resolve();
-        };
+        // while closing, a connection ends after its answer instead of becoming idle
+        changed = resolve;
         timer = setTimeout(resolve, left);
       });
       clearTimeout(timer);
