@@ -4,6 +4,7 @@
 
 import type { BorgstoreConfig } from "./cli/borgstore_config.ts";
 import { noAuth, singleUserAuth } from "./http/auth.ts";
+import { forTransport } from "./http/held_body.ts";
 import type { Handler, RequestInfo } from "./http/types.ts";
 import { escapeLogText, type Logger } from "./log.ts";
 import { BorgQuota } from "./policy/borg_quota.ts";
@@ -54,7 +55,7 @@ export function buildBorgstoreServer(config: BorgstoreConfig, log: Logger): Buil
     authenticate: (request) => authenticator.authenticate(request),
   });
   const handler: Handler = async (request, info) => {
-    const response = await protocol(request);
+    const response = forTransport(await protocol(request), info);
     log.info(borgstoreAccessLine(request, info, config.username, response.status));
     return response;
   };

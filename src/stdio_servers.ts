@@ -13,6 +13,7 @@ import {
   resolveInsideRoots,
 } from "./cli/ssh_command.ts";
 import { noAuth } from "./http/auth.ts";
+import { forTransport } from "./http/held_body.ts";
 import type { Handler } from "./http/types.ts";
 import type { Logger } from "./log.ts";
 import { type AccessPolicy, flagPolicy, type Protocol } from "./policy/access.ts";
@@ -110,8 +111,8 @@ export function resticRootHandler(
     metrics: null,
     log: options.log,
   });
-  return async (request) => {
-    const response = await restic(request);
+  return async (request, info) => {
+    const response = forTransport(await restic(request), info);
     options.log.debug(`${request.method} ${new URL(request.url).pathname} ${response.status}`);
     return response;
   };

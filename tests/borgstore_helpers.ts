@@ -5,6 +5,7 @@
 
 import { createHash } from "node:crypto";
 import { assert, assertEquals } from "./_assert.ts";
+import { withHeldBody } from "../src/http/held_body.ts";
 import { BorgQuota } from "../src/policy/borg_quota.ts";
 import type { PermissionMap } from "../src/policy/permissions.ts";
 import {
@@ -80,7 +81,10 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
       ? basicAuthenticator(auth.username, auth.password)
       : () => Promise.resolve("anonymous"),
   });
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, handler);
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    async (request) => withHeldBody(await handler(request)),
+  );
   const port = server.addr.port;
   const result: TestServer = {
     url: `http://127.0.0.1:${port}`,

@@ -2,6 +2,7 @@
 // the access log, and the last line of defence that turns any escaped error into a plain 500.
 
 import type { Logger } from "../log.ts";
+import { forTransport } from "./held_body.ts";
 import type { Handler, RequestInfo } from "./types.ts";
 
 export const BORGSTORE_ACCEPT = "application/vnd.x.borgstore.rest.v1";
@@ -64,6 +65,7 @@ export function createDispatcher(options: DispatchOptions): Handler {
         },
       });
     }
+    response = forTransport(response, info);
     if (log.debugEnabled) log.debug(`${request.method} ${pathOf(request.url)} ${response.status}`);
     if (options.accessLog) {
       const length = response.headers.get("content-length");

@@ -129,7 +129,8 @@ function unauthorized(request: Request): Response {
 /**
  * The single-store `borgstore-server-rest` personality: 501 for other methods, then the Accept
  * check (406), then authentication (401), then the protocol with the full request path.
- * `authenticate` returns the user name, or null to reject.
+ * `authenticate` returns the user name, or null to reject. Answers may hold their body beside
+ * them (src/http/held_body.ts): hand them on through `forTransport` or `withHeldBody`.
  */
 export function createBorgstoreServerHandler(options: {
   store: BorgStore;

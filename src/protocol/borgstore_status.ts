@@ -4,6 +4,7 @@
 // (HEAD responses keep the Content-Length but send no body).
 
 import { type ErrorKind, toStowageError } from "../errors.ts";
+import { heldBodyResponse } from "../http/held_body.ts";
 import { STORAGE_BASE } from "./borgstore_context.ts";
 
 export const CACHE_CONTROL = "no-store, no-cache, must-revalidate, max-age=0";
@@ -49,7 +50,8 @@ export function bytesResponse(
   headers.set("cache-control", CACHE_CONTROL);
   headers.set("content-length", String(bytes.byteLength));
   if (options.contentType !== undefined) headers.set("content-type", options.contentType);
-  return new Response(options.head || bytes.byteLength === 0 ? null : bytes, { status, headers });
+  if (options.head || bytes.byteLength === 0) return new Response(null, { status, headers });
+  return heldBodyResponse(bytes, { status, headers });
 }
 
 /** A streamed (or read in one piece) response whose length is known in advance. */
@@ -62,6 +64,7 @@ export function streamResponse(
   const all = new Headers(headers);
   all.set("cache-control", CACHE_CONTROL);
   all.set("content-length", String(length));
+  if (body instanceof Uint8Array) return heldBodyResponse(body, { status, headers: all });
   return new Response(body, { status, headers: all });
 }
 

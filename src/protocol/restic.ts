@@ -4,6 +4,7 @@
 
 import { KnownSizes } from "./restic_sizes.ts";
 import { StowageError, toStowageError } from "../errors.ts";
+import { bodyResponse } from "../http/held_body.ts";
 import type { Logger } from "../log.ts";
 import type { AccessPolicy } from "../policy/access.ts";
 import { checkPermission, type PermissionMap } from "../policy/permissions.ts";
@@ -71,6 +72,10 @@ interface Call {
 
 const CONFIG_INLINE_LIMIT = 64 * 1024;
 
+/**
+ * The restic REST protocol over one provider. Answers may hold their body beside them
+ * (src/http/held_body.ts): hand them on through `forTransport` or `withHeldBody`.
+ */
 export function createResticHandler(
   options: ResticOptions,
 ): (request: Request) => Promise<Response> {
@@ -376,7 +381,7 @@ export function createResticHandler(
     switch (range.kind) {
       case "full": {
         const body = counted(await readBody(provider, objectPath, undefined, size));
-        return new Response(body, {
+        return bodyResponse(body, {
           status: 200,
           headers: { ...baseHeaders, "content-length": String(size) },
         });
@@ -394,7 +399,7 @@ export function createResticHandler(
       const r = range.ranges[0];
       const byteRange = { offset: r.start, length: r.length };
       const body = counted(await readBody(provider, objectPath, byteRange, r.length));
-      return new Response(body, {
+      return bodyResponse(body, {
         status: 206,
         headers: {
           ...baseHeaders,

@@ -1,6 +1,7 @@
 // HTTP/1.1 response side, shared by the stdio transport and the plain-TCP listener: status line
 // and header spelling, an output buffer that coalesces small writes, and response framing.
-// Content-Length on every response except 204 (RFC 9110 forbids it there). A body with a
+// Content-Length on every response except 204 (RFC 9110 forbids it there). A body held beside
+// the Response (src/http/held_body.ts) goes out with the head in one write. A body with a
 // Content-Length from the handler is streamed as is; one that declares up to 64 KiB is collected
 // first, so that a failing or mis-sized one becomes a clean 500. A body without one is, by the
 // caller's choice, measured (held in memory up to a limit, beyond it spooled into an unlinked temp
@@ -8,6 +9,7 @@
 // connection closes (HTTP/1.0). HEAD gets the headers only (a handler's explicit Content-Length
 // is kept; without one, the body is counted, not sent).
 
+import { takeHeldBody } from "../http/held_body.ts";
 import type { Refusal } from "./h1_read.ts";
 import {
   type ByteSink,
@@ -201,9 +203,23 @@ export async function writeResponse(
   }
   for (const field of framing.extra) fields.push(field);
   const declared = parseContentLength(response.headers.get("content-length"));
+  const held = takeHeldBody(response);
   const body = response.body;
   const noBody = status === 204 || status === 304;
   const log = framing.log;
+
+  if (held !== undefined && !isHead && !noBody) {
+    if (declared !== null && declared !== held.length) {
+      log(`response body of ${held.length} bytes, not its Content-Length ${declared}`);
+      await writeInternalError(out, framing.extra);
+      return true;
+    }
+    fields.push(["Content-Length", String(held.length)]);
+    await out.write(headBlock(status, reasonOf(response), fields));
+    await out.write(held);
+    await out.flush();
+    return true;
+  }
 
   if (isHead || noBody) {
     let length = declared;

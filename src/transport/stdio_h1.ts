@@ -41,7 +41,7 @@ export interface StdioHttp1Options {
 }
 
 const DEFAULT_MAX_BUFFERED_RESPONSE = 16 * 1024 * 1024;
-const INFO: RequestInfo = { remoteAddr: "stdio-client", transport: "stdio" };
+const INFO: RequestInfo = { remoteAddr: "stdio-client", transport: "stdio", heldBodies: true };
 
 /**
  * Serves HTTP/1.1 requests from `input` (default stdin) one after the other, writing responses

@@ -227,7 +227,7 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
 
   async function serveConnection(connection: Connection): Promise<void> {
     const remoteAddr = unmapIpv4((connection.conn.remoteAddr as Deno.NetAddr).hostname ?? "");
-    const info: RequestInfo = { remoteAddr, transport: "tcp" };
+    const info: RequestInfo = { remoteAddr, transport: "tcp", heldBodies: true };
     if (headerMs > 0) connection.headerDeadline = Date.now() + headerMs;
     try {
       while (!connection.closed) {
