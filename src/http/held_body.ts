@@ -2,9 +2,9 @@
 // `new Response(bytes, init)` with headers costs several microseconds more than a Response
 // without a body (it prepares the bytes for Deno.serve), and reading them back out of
 // `response.body` costs a stream and a reader; for 4 KiB GETs on stowage's own HTTP/1.1 writer,
-// leaving both out saved 7–16 % of the server's CPU. A transport that writes held bodies itself says
-// so in its RequestInfo (`heldBodies`); for every other consumer the dispatcher puts the bytes
-// into the Response (`withHeldBody`), so handlers stay ordinary fetch handlers from outside.
+// leaving both out saved 7–16 % of the server's CPU. A transport that writes held bodies itself
+// says so in its RequestInfo (`heldBodies`); for every other consumer the dispatcher puts the
+// bytes into the Response (`withHeldBody`), so handlers stay ordinary fetch handlers from outside.
 
 const held = new WeakMap<Response, Uint8Array>();
 
