@@ -6,6 +6,8 @@
 // says so in its RequestInfo (`heldBodies`); for every other consumer the dispatcher puts the
 // bytes into the Response (`withHeldBody`), so handlers stay ordinary fetch handlers from outside.
 
+import { BYTES_BODY_LIMIT, oneChunkStream } from "../storage/provider.ts";
+
 const held = new WeakMap<Response, Uint8Array>();
 
 /** A Response whose body is `bytes`, held beside it (see the module comment). */
@@ -22,11 +24,18 @@ export function takeHeldBody(response: Response): Uint8Array | undefined {
   return bytes;
 }
 
-/** `response` with its held body inside it, for consumers that read `response.body`. */
+/**
+ * `response` with its held body inside it, for consumers that read `response.body`: a copy up to
+ * BYTES_BODY_LIMIT (Deno.serve sends those without a stream), beyond it a stream of the bytes
+ * themselves (a copy of a few hundred KiB costs more than the stream).
+ */
 export function withHeldBody(response: Response): Response {
   const bytes = takeHeldBody(response);
   if (bytes === undefined) return response;
-  return new Response(bytes as Uint8Array<ArrayBuffer>, {
+  const body = bytes.length > BYTES_BODY_LIMIT
+    ? oneChunkStream(bytes)
+    : bytes as Uint8Array<ArrayBuffer>;
+  return new Response(body, {
     status: response.status,
     statusText: response.statusText,
     headers: response.headers,

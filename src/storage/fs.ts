@@ -16,6 +16,7 @@ import type {
   Upload,
 } from "./provider.ts";
 import { baseName, compareNames, oneChunkStream, parentKey, SMALL_READ_LIMIT } from "./provider.ts";
+import { takeReadBuffer } from "./read_buffers.ts";
 
 export interface FsProviderOptions {
   /** Directory mode for new directories (default 0o700). */
@@ -99,7 +100,7 @@ const EARLY_SYNC_BYTES = 32 * 1024 * 1024;
 
 /** A small range read in one go (a few syscalls); closes the file. */
 function readSmall(file: Deno.FsFile, offset: number, length: number): Uint8Array<ArrayBuffer> {
-  const buffer = new Uint8Array(length);
+  const buffer = takeReadBuffer(length);
   let filled = 0;
   try {
     if (offset > 0) file.seekSync(offset, Deno.SeekMode.Start);

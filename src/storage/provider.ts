@@ -98,21 +98,21 @@ export function oneChunkStream(chunk: Uint8Array): ReadableStream<Uint8Array> {
 }
 
 /**
- * Reads up to this size become a response body as one buffer, held beside the Response
- * (src/http/held_body.ts) for stowage's HTTP/1.1 listeners and put into it for the others.
- * `new Response(bytes)` copies the bytes (the Fetch standard extracts a copy), which costs
- * nothing at a few KiB and lets Deno's server send them without a stream (4 KiB GETs: 23 000/s
- * against 18 000/s as a stream); from
- * about a hundred KiB the copy and its garbage dominate (256 KiB ranged GETs on the node:http
- * listener: 610 MiB/s as a copied buffer, 890–970 MiB/s as a stream of the read buffer itself).
+ * Held bodies (src/http/held_body.ts) of up to this size go into the Response as a copy for
+ * consumers other than stowage's HTTP/1.1 listeners, larger ones as a stream of the buffer itself.
+ * `new Response(bytes)` copies the bytes (the Fetch standard extracts a copy), which costs nothing
+ * at a few KiB and lets Deno's server send them without a stream (4 KiB GETs: 23 000/s against
+ * 18 000/s as a stream); from about a hundred KiB the copy and its garbage dominate (256 KiB
+ * ranged GETs on the node:http listener: 610 MiB/s as a copied buffer, 890–970 MiB/s as a stream
+ * of the read buffer itself).
  */
 export const BYTES_BODY_LIMIT = 64 * 1024;
 
 /**
  * The body for a read of `length` bytes the caller resolved from a stat. When the provider offers
- * `readBytes` and the read is at most SMALL_READ_LIMIT, it is read in one piece: returned as the
- * buffer up to BYTES_BODY_LIMIT, above that as a stream of that one buffer. Larger reads, and
- * providers without `readBytes`, stream. A piece that is not `length` bytes long (the object
+ * `readBytes` and the read is at most SMALL_READ_LIMIT, it is read in one piece and returned as
+ * that buffer (the caller holds it beside its Response). Larger reads, and providers without
+ * `readBytes`, stream. A piece that is not `length` bytes long (the object
  * changed between stat and read) is an error, never a short answer.
  */
 export async function readBody(
@@ -130,7 +130,7 @@ export async function readBody(
       detail: `${key}: read ${bytes.byteLength} bytes, expected ${length}`,
     });
   }
-  return length > BYTES_BODY_LIMIT ? oneChunkStream(bytes) : bytes;
+  return bytes;
 }
 
 /** Orders names by Unicode code point, which is UTF-8 byte order (as S3 and borgstore list). */

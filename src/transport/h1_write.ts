@@ -10,6 +10,7 @@
 // is kept; without one, the body is counted, not sent).
 
 import { takeHeldBody } from "../http/held_body.ts";
+import { returnReadBuffer } from "../storage/read_buffers.ts";
 import type { Refusal } from "./h1_read.ts";
 import {
   type ByteSink,
@@ -218,6 +219,8 @@ export async function writeResponse(
     await out.write(headBlock(status, reasonOf(response), fields));
     await out.write(held);
     await out.flush();
+    // written out (copied into the output buffer or taken by the socket): nothing refers to it
+    returnReadBuffer(held);
     return true;
   }
 
