@@ -4,7 +4,7 @@
 // (HEAD responses keep the Content-Length but send no body).
 
 import { type ErrorKind, toStowageError } from "../errors.ts";
-import { heldBodyResponse } from "../http/held_body.ts";
+import { bodyResponse, heldBodyResponse } from "../http/held_body.ts";
 import { STORAGE_BASE } from "./borgstore_context.ts";
 
 export const CACHE_CONTROL = "no-store, no-cache, must-revalidate, max-age=0";
@@ -64,8 +64,7 @@ export function streamResponse(
   const all = new Headers(headers);
   all.set("cache-control", CACHE_CONTROL);
   all.set("content-length", String(length));
-  if (body instanceof Uint8Array) return heldBodyResponse(body, { status, headers: all });
-  return new Response(body, { status, headers: all });
+  return bodyResponse(body, { status, headers: all });
 }
 
 /** An empty 200. */

@@ -210,18 +210,10 @@ export async function writeResponse(
   const log = framing.log;
 
   if (held !== undefined && !isHead && !noBody) {
-    if (declared !== null && declared !== held.length) {
-      log(`response body of ${held.length} bytes, not its Content-Length ${declared}`);
-      await writeInternalError(out, framing.extra);
-      return true;
-    }
-    fields.push(["Content-Length", String(held.length)]);
-    await out.write(headBlock(status, reasonOf(response), fields));
-    await out.write(held);
-    await out.flush();
+    const inSync = await writeBytesResponse(out, response, fields, held, declared, framing);
     // written out (copied into the output buffer or taken by the socket): nothing refers to it
     returnReadBuffer(held);
-    return true;
+    return inSync;
   }
 
   if (isHead || noBody) {
@@ -306,9 +298,7 @@ async function writeMeasuredResponse(
   try {
     measured = await measureBody(response.body!, framing.maxBuffered);
   } catch (error) {
-    framing.log(`response body failed before sending: ${errorText(error)}`);
-    await writeInternalError(out, framing.extra);
-    return true;
+    return await answerBodyFailure(out, error, framing);
   }
   fields.push(["Content-Length", String(measured.length)]);
   await out.write(headBlock(response.status, reasonOf(response), fields));
@@ -392,20 +382,44 @@ async function writeSmallResponse(
   try {
     bytes = await collectDeclaredBody(response.body!, declared);
   } catch (error) {
-    framing.log(`response body failed before sending: ${errorText(error)}`);
-    await writeInternalError(out, framing.extra);
-    return true;
+    return await answerBodyFailure(out, error, framing);
   }
-  if (bytes === null || bytes.length !== declared) {
+  return await writeBytesResponse(out, response, fields, bytes, declared, framing);
+}
+
+/**
+ * Sends a body in hand with its head. One that contradicts the declared length (or was longer
+ * than it: null) is a 500 instead, while nothing of it is sent yet.
+ */
+async function writeBytesResponse(
+  out: OutputBuffer,
+  response: Response,
+  fields: [string, string][],
+  bytes: Uint8Array | null,
+  declared: number | null,
+  framing: ResponseFraming,
+): Promise<boolean> {
+  if (bytes === null || (declared !== null && bytes.length !== declared)) {
     const what = bytes === null ? "longer than" : `of ${bytes.length} bytes, not`;
     framing.log(`response body ${what} its Content-Length ${declared}`);
     await writeInternalError(out, framing.extra);
     return true;
   }
-  fields.push(["Content-Length", String(declared)]);
+  fields.push(["Content-Length", String(bytes.length)]);
   await out.write(headBlock(response.status, reasonOf(response), fields));
   await out.write(bytes);
   await out.flush();
+  return true;
+}
+
+/** A body that failed before anything of it was sent: logged, answered with a 500. */
+async function answerBodyFailure(
+  out: OutputBuffer,
+  error: unknown,
+  framing: ResponseFraming,
+): Promise<boolean> {
+  framing.log(`response body failed before sending: ${errorText(error)}`);
+  await writeInternalError(out, framing.extra);
   return true;
 }
 
