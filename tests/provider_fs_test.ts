@@ -1,6 +1,7 @@
 // FsProvider: the shared provider contract plus file-system-only behaviour (modes, symlinks,
 // fsync, temp-file hygiene, long names).
 
+import { prepareAbsentCheck, surelyAbsent } from "../src/storage/absent_check.ts";
 import { FsProvider } from "../src/storage/fs.ts";
 import type { FsProviderOptions } from "../src/storage/fs.ts";
 import type { Provider } from "../src/storage/provider.ts";
@@ -549,5 +550,23 @@ Deno.test("fs: without a second descriptor an upload does without early syncs an
     await put(fs, "big/alone", data, { replace: false });
     assertEquals(fs.syncs, 1, "only the final sync");
     assertEquals(sha256(await get(fs, "big/alone")), sha256(data));
+  });
+});
+
+Deno.test("fs: stat answers absent names through the cheap check, symlink rules unchanged", async () => {
+  await prepareAbsentCheck();
+  await withFs({}, async ({ provider, base, root }) => {
+    await symlinkLayout(base, root);
+    assert(surelyAbsent(`${root}/missing`), "a missing name is surely absent");
+    assert(surelyAbsent(`${root}/dangling`), "so is a dangling symlink");
+    assert(!surelyAbsent(`${root}/real.txt`), "a file is not");
+    assert(!surelyAbsent(`${root}/lfile`), "nor a symlink to an existing file");
+    assertEquals(await provider.stat("missing"), null);
+    assertEquals(await provider.stat("realdir/missing"), null);
+    assertEquals(await provider.stat("dangling"), null);
+    assertEquals((await provider.stat("real.txt"))?.size, 4);
+    assertEquals((await provider.stat("inlink"))?.size, 4, "a symlink inside the root is followed");
+    const out = await provider.stat("lfile").catch((e) => e);
+    assert(out === null || out?.kind === "Forbidden", `lfile must not be followed: ${out}`);
   });
 });

@@ -4,15 +4,15 @@
 
 import { KnownSizes } from "./restic_sizes.ts";
 import { StowageError, toStowageError } from "../errors.ts";
-import { bodyResponse } from "../http/held_body.ts";
+import { bodyResponse, readWholeBody } from "../http/held_body.ts";
 import type { Logger } from "../log.ts";
 import type { AccessPolicy } from "../policy/access.ts";
 import { checkPermission, type PermissionMap } from "../policy/permissions.ts";
 import { quotaStream, type QuotaTracker, type Reservation, reserveAll } from "../policy/quota.ts";
 import { unsafeKeyReason } from "../storage/keys.ts";
-import { type Provider, readBody } from "../storage/provider.ts";
+import { type Provider, readBody, type Upload } from "../storage/provider.ts";
 import { KeyLocks } from "./key_locks.ts";
-import { digestingStream, hashStream } from "../stream/digest.ts";
+import { digestingStream, hashBytes, hashStream } from "../stream/digest.ts";
 import { countingStream, jsonArrayStream } from "../stream/json.ts";
 import { parseRange, type ResolvedRange } from "./http_range.ts";
 import {
@@ -71,6 +71,8 @@ interface Call {
 }
 
 const CONFIG_INLINE_LIMIT = 64 * 1024;
+/** Uploads up to this size are taken in one buffer where the transport offers it (held_body.ts). */
+const WHOLE_BODY_LIMIT = 64 * 1024;
 
 /**
  * The restic REST protocol over one provider. Answers may hold their body beside them
@@ -468,7 +470,6 @@ export function createResticHandler(
       await body.cancel().catch(() => {});
       return resticError(403, "POST");
     }
-    const digest = options.verifyUpload ? await digestingStream("sha256") : null;
     const declared = declaredLength(call.request);
     const reservation: Reservation | null = reserveAll(call.quotas, declared ?? 0);
     const upload = await provider.begin(objectPath, {
@@ -482,11 +483,11 @@ export function createResticHandler(
       reservation?.release();
     };
     try {
-      let stream = body;
-      if (digest) stream = stream.pipeThrough(digest.stream);
-      if (reservation) stream = stream.pipeThrough(quotaStream(reservation));
-      await stream.pipeTo(upload.writable);
-      if (digest && digest.hex() !== id) {
+      const whole = readWholeBody(call.request, WHOLE_BODY_LIMIT);
+      const hex = whole === null
+        ? await streamInto(upload, body, reservation)
+        : await bytesInto(upload, await whole, reservation);
+      if (hex !== null && hex !== id) {
         throw existedAtStart
           ? new StowageError("Exists", "an object with this ID exists")
           : new StowageError("HashMismatch", "content does not match its ID");
@@ -509,7 +510,7 @@ export function createResticHandler(
       } catch (error) {
         await discard();
         const e = toStowageError(error);
-        if (e.kind !== "Exists" || digest === null) throw e;
+        if (e.kind !== "Exists" || !options.verifyUpload) throw e;
         // An upload of the same ID committed while this body streamed: compare with it. No
         // DELETE here can remove it meanwhile; only a writer outside this process could.
         const same = await storedMatches(objectPath, id);
@@ -522,6 +523,34 @@ export function createResticHandler(
       options.metrics?.blob("write", labels, written);
       return resticOk();
     });
+  }
+
+  /** Streams `body` into `upload` (hashed when verifying, counted against the quota). */
+  async function streamInto(
+    upload: Upload,
+    body: ReadableStream<Uint8Array>,
+    reservation: Reservation | null,
+  ): Promise<string | null> {
+    const digest = options.verifyUpload ? await digestingStream("sha256") : null;
+    let stream = body;
+    if (digest) stream = stream.pipeThrough(digest.stream);
+    if (reservation) stream = stream.pipeThrough(quotaStream(reservation));
+    await stream.pipeTo(upload.writable);
+    return digest?.hex() ?? null;
+  }
+
+  /** `streamInto` for a body already in one buffer: no stream between the bytes and the file. */
+  async function bytesInto(
+    upload: Upload,
+    bytes: Uint8Array,
+    reservation: Reservation | null,
+  ): Promise<string | null> {
+    reservation?.ensure(bytes.byteLength);
+    const hex = options.verifyUpload ? await hashBytes(bytes, "sha256") : null;
+    const writer = upload.writable.getWriter();
+    await writer.write(bytes);
+    await writer.close();
+    return hex;
   }
 
   /** Whether the stored object hashes to `id`; null when it no longer exists. */

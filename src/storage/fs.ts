@@ -17,6 +17,7 @@ import type {
 } from "./provider.ts";
 import { baseName, compareNames, oneChunkStream, parentKey, SMALL_READ_LIMIT } from "./provider.ts";
 import { takeReadBuffer } from "./read_buffers.ts";
+import { prepareAbsentCheck, surelyAbsent } from "./absent_check.ts";
 
 export interface FsProviderOptions {
   /** Directory mode for new directories (default 0o700). */
@@ -200,6 +201,8 @@ export class FsProvider implements Provider {
    * system they wait for inode allocation or the journal, which would stall every connection.
    */
   async #statPath(path: string): Promise<Deno.FileInfo | null> {
+    // a missing name (the usual answer before an upload) without lstat's costly NotFound error
+    if (surelyAbsent(path)) return null;
     let info: Deno.FileInfo;
     try {
       info = Deno.lstatSync(path);
@@ -510,6 +513,7 @@ export class FsProvider implements Provider {
 
   async begin(key: string, options: BeginOptions = {}): Promise<Upload> {
     const path = this.path(key);
+    void prepareAbsentCheck();
     if (key === "") throw new StowageError("BadRequest", "empty name");
     const dir = this.path(parentKey(key));
     const createParents = options.createParents ?? true;

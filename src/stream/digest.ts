@@ -45,6 +45,11 @@ export async function digestingStream(algorithm = "sha256"): Promise<DigestingSt
   };
 }
 
+/** The hex digest of bytes already in memory. */
+export async function hashBytes(bytes: Uint8Array, algorithm = "sha256"): Promise<string> {
+  return (await nodeCrypto()).createHash(algorithm).update(bytes).digest("hex");
+}
+
 /** Hashes a whole stream and returns the hex digest. */
 export async function hashStream(
   stream: ReadableStream<Uint8Array>,

@@ -271,6 +271,10 @@ export class RequestBody {
   #state: "open" | "done" | "broken" = "open";
   #busy: Promise<unknown> = Promise.resolve();
   #detached = false;
+  /** The web stream has been pulled: the body is no longer whole here. */
+  #pulled = false;
+  /** `readWhole` took the body: the web stream has nothing to give. */
+  #taken = false;
 
   constructor(input: InputBuffer, framing: Framing) {
     this.#input = input;
@@ -341,10 +345,46 @@ export class RequestBody {
     }
   }
 
+  /**
+   * The whole body in one buffer, for a Content-Length body of at most `limit` bytes that nobody
+   * has read yet (null otherwise): the piece itself when it came in one read, else one copy. After
+   * it, the web stream errors. Rejects like a read of the stream would (the input ended early).
+   */
+  readWhole(limit: number): Promise<Uint8Array> | null {
+    if (this.#framing.kind !== "length" || this.#state !== "open") return null;
+    if (this.#pulled || this.#taken || this.#detached) return null;
+    const total = this.#framing.length;
+    if (this.#remaining !== total || total > limit) return null;
+    this.#taken = true;
+    const whole = this.#readAll(total);
+    this.#busy = whole.catch(() => {});
+    return whole;
+  }
+
+  async #readAll(total: number): Promise<Uint8Array> {
+    const first = await this.#read();
+    if (first === null || first.length === total) return first ?? EMPTY;
+    const whole = new Uint8Array(total);
+    whole.set(first);
+    let at = first.length;
+    while (at < total) {
+      const piece = await this.#read();
+      if (piece === null) break; // cannot happen: #read throws when the input ends early
+      whole.set(piece, at);
+      at += piece.length;
+    }
+    return whole;
+  }
+
   /** The body as a web stream; a piece is read from the input only when the consumer pulls. */
   stream(): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
+        this.#pulled = true;
+        if (this.#taken) {
+          controller.error(new Error("request body already taken"));
+          return;
+        }
         if (this.#detached) {
           controller.error(new Error("request body no longer available"));
           return;

@@ -7,6 +7,7 @@
 // never uses chunked coding. Logs go to `log` (default stderr), never to the output.
 
 import type { Handler, RequestInfo } from "../http/types.ts";
+import { offerWholeBody } from "../http/held_body.ts";
 import { InputBuffer, readRequestHead, RequestBody, type RequestHead } from "./h1_read.ts";
 import {
   OutputBuffer,
@@ -107,6 +108,7 @@ async function serveOne(
       try {
         const hasBody = body.present && head.method !== "GET" && head.method !== "HEAD";
         request = makeRequest(url, head.method, head.headers, hasBody ? body.stream() : null);
+        if (hasBody) offerWholeBody(request, (limit) => body.readWhole(limit));
       } catch {
         refusal = { status: 400, message: "invalid request" };
       }

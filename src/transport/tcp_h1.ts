@@ -16,6 +16,7 @@
 
 import type { Handler, RequestInfo } from "../http/types.ts";
 import { setRequestProtocol } from "../http/access_log.ts";
+import { offerWholeBody } from "../http/held_body.ts";
 import { InputBuffer, readRequestHead, RequestBody, type RequestHead } from "./h1_read.ts";
 import {
   OutputBuffer,
@@ -289,6 +290,7 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
             hasBody ? body.stream() : null,
             controller.signal,
           );
+          if (hasBody) offerWholeBody(request, (limit) => body.readWhole(limit));
         } catch {
           refusal = { status: 400, message: "invalid request" };
         }
