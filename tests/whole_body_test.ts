@@ -1,10 +1,11 @@
 // Small request bodies taken in one buffer (RequestBody.readWhole, readWholeBody in
 // src/http/held_body.ts): only unread Content-Length bodies within the limit, pieces joined in
 // order, the web stream unusable afterwards, an early end of input rejected like a stream read;
-// the HTTP/1.1 listeners offer it, and restic uploads through it store exactly what was sent and
-// refuse what does not match its ID.
+// the HTTP/1.1 listeners offer it, and restic uploads and BorgStore stores through it keep exactly
+// what was sent and refuse what does not match its hash.
 
 import { createHandler, MemoryProvider } from "../mod.ts";
+import { BORGSTORE_MEDIA_TYPE, createBorgstoreServerHandler } from "../src/protocol/borgstore.ts";
 import { readWholeBody } from "../src/http/held_body.ts";
 import type { Handler } from "../src/http/types.ts";
 import { InputBuffer, RequestBody } from "../src/transport/h1_read.ts";
@@ -167,6 +168,67 @@ Deno.test("restic uploads taken whole store the bytes sent, in pieces too, and c
       { halfClose: true },
     );
     assertEquals(await provider.stat(dataKey(cutId)), null);
+  } finally {
+    await server.shutdown(1000);
+  }
+});
+
+/** Sends `head`, then `body` in pieces of `piece` bytes with pauses between; the answer's status. */
+async function postInPieces(port: number, head: string, body: Uint8Array, piece: number) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode(head));
+  for (let at = 0; at < body.length; at += piece) {
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    await conn.write(body.subarray(at, Math.min(at + piece, body.length)));
+  }
+  const answer = new Uint8Array(4096);
+  let got = 0;
+  while (true) {
+    const n = await conn.read(answer.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  conn.close();
+  return parseRawResponse(answer.subarray(0, got)).status;
+}
+
+Deno.test("BorgStore stores taken whole keep the bytes sent and check the announced hash", async () => {
+  const provider = new MemoryProvider({ rootExists: false });
+  const handler = createBorgstoreServerHandler({
+    store: { provider, permissions: null, quota: null },
+    authenticate: () => Promise.resolve("anonymous"),
+  });
+  const server = startTcpHttp1(handler, { hostname: "127.0.0.1", port: 0, timeouts: NO_TIMEOUTS });
+  const accept = `Accept: ${BORGSTORE_MEDIA_TYPE}\r\n`;
+  try {
+    const port = Number(server.address.split(":").pop());
+    const created = await rawExchange(
+      port,
+      `POST /?cmd=create HTTP/1.1\r\nHost: a\r\n${accept}Connection: close\r\n\r\n`,
+    );
+    assertEquals(parseRawResponse(created).status, 200);
+
+    const data = randomBytes(30_000);
+    const head = (name: string, hash: string, length: number) =>
+      `POST /${name} HTTP/1.1\r\nHost: a\r\n${accept}Content-Length: ${length}\r\n` +
+      `X-Content-hash-sha256: ${hash}\r\nConnection: close\r\n\r\n`;
+    assertEquals(
+      await postInPieces(port, head("item", sha256Hex(data), data.length), data, 9000),
+      200,
+    );
+    assertEquals(sha256Hex(await provider.readBytes!("item")), sha256Hex(data));
+
+    const other = bytesOf("other bytes");
+    assertEquals(
+      await postInPieces(port, head("bad", sha256Hex("x"), other.length), other, 4),
+      422,
+    );
+    assertEquals(await provider.stat("bad"), null, "a wrong hash stores nothing");
+
+    await rawExchange(port, head("cut", sha256Hex(data), data.length) + "only a part", {
+      halfClose: true,
+    });
+    assertEquals(await provider.stat("cut"), null, "a body cut short stores nothing");
   } finally {
     await server.shutdown(1000);
   }

@@ -4,6 +4,7 @@
 // and stdio streams never desynchronise), even when a handler stops reading half-way.
 
 import { StowageError } from "../errors.ts";
+import { readWholeBody } from "../http/held_body.ts";
 import { drainBody } from "../stream/digest.ts";
 
 /** The declared body length, null when absent (chunked or no body). Invalid → BadRequest. */
@@ -26,9 +27,37 @@ export class RequestBody {
   /** Serialises reads, so drain() never overlaps a pending read. */
   #queue: Promise<unknown> = Promise.resolve();
 
+  readonly #request: Request;
+
   constructor(request: Request, expected: number | null) {
+    this.#request = request;
     this.#reader = request.body === null ? null : request.body.getReader();
     this.#expected = expected;
+  }
+
+  /**
+   * The whole body in one buffer, when its transport offers it (`readWholeBody`), it has a
+   * Content-Length of at most `limit` and nothing was read yet; null otherwise (read the stream).
+   * Rejects with Truncated when the input ends early.
+   */
+  whole(limit: number): Promise<Uint8Array> | null {
+    if (this.#expected === null || this.#seen > 0 || this.#done) return null;
+    const whole = readWholeBody(this.#request, limit);
+    if (whole === null) return null;
+    this.#done = true;
+    const read = whole.then(
+      (bytes) => {
+        this.#seen = bytes.byteLength;
+        return bytes;
+      },
+      (error) => {
+        throw new StowageError("Truncated", "request body ended before its declared length", {
+          detail: String(error),
+        });
+      },
+    );
+    this.#queue = read.catch(() => {});
+    return read;
   }
 
   /** Bytes received so far. */

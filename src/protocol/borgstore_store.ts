@@ -5,7 +5,8 @@
 // streaming) → hash check (422) → commit (borgstore_write.ts).
 
 import { StowageError } from "../errors.ts";
-import { digestingStream } from "../stream/digest.ts";
+import { writeBytes } from "../storage/provider.ts";
+import { digestingStream, hashBytes } from "../stream/digest.ts";
 import { openBody, parseContentLength } from "./borgstore_body.ts";
 import { type BorgStore, onItem, requireStore } from "./borgstore_context.ts";
 import { hashReadable } from "./borgstore_hash.ts";
@@ -20,6 +21,8 @@ import {
 } from "./borgstore_write.ts";
 
 export const CONTENT_HASH_HEADER = "x-content-hash-sha256";
+/** Stores up to this size are taken in one buffer where the transport offers it (held_body.ts). */
+const WHOLE_BODY_LIMIT = 64 * 1024;
 
 function hashMismatch(): StowageError {
   return new StowageError("HashMismatch", "Content hash verification failed, please retry");
@@ -49,7 +52,6 @@ export async function storeItem(
     return okResponse();
   }
 
-  const digest = await digestingStream("sha256");
   const oldSize = existing?.size ?? 0;
   const reservation = store.quota === null
     ? null
@@ -67,26 +69,34 @@ export async function storeItem(
       controller.enqueue(chunk);
     },
   });
+  let sha256: string;
+  let size: number;
   try {
-    await onItem(
-      name,
-      () =>
-        body.readable().pipeThrough(quotaGuard).pipeThrough(digest.stream).pipeTo(
-          write.upload.writable,
-        ),
-    );
-    if (announced !== null && announced !== digest.hex()) throw hashMismatch();
+    const whole = body.whole(WHOLE_BODY_LIMIT);
+    if (whole !== null) {
+      // a small body in one buffer: one hash call and one write, no streams (held_body.ts)
+      const bytes = await onItem(name, () => whole);
+      sha256 = await hashBytes(bytes, "sha256");
+      size = bytes.byteLength;
+      await onItem(name, () => writeBytes(write.upload.writable, bytes));
+    } else {
+      const digest = await digestingStream("sha256");
+      await onItem(
+        name,
+        () =>
+          body.readable().pipeThrough(quotaGuard).pipeThrough(digest.stream).pipeTo(
+            write.upload.writable,
+          ),
+      );
+      sha256 = digest.hex();
+      size = digest.bytes();
+    }
+    if (announced !== null && announced !== sha256) throw hashMismatch();
   } catch (error) {
     await write.discard();
     reservation?.release();
     throw error;
   }
-  await commitWrite(store, {
-    name,
-    write,
-    size: digest.bytes(),
-    sha256: digest.hex(),
-    reservation,
-  });
+  await commitWrite(store, { name, write, size, sha256, reservation });
   return okResponse();
 }

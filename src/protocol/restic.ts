@@ -10,7 +10,7 @@ import type { AccessPolicy } from "../policy/access.ts";
 import { checkPermission, type PermissionMap } from "../policy/permissions.ts";
 import { quotaStream, type QuotaTracker, type Reservation, reserveAll } from "../policy/quota.ts";
 import { unsafeKeyReason } from "../storage/keys.ts";
-import { type Provider, readBody, type Upload } from "../storage/provider.ts";
+import { type Provider, readBody, type Upload, writeBytes } from "../storage/provider.ts";
 import { KeyLocks } from "./key_locks.ts";
 import { digestingStream, hashBytes, hashStream } from "../stream/digest.ts";
 import { countingStream, jsonArrayStream } from "../stream/json.ts";
@@ -547,9 +547,7 @@ export function createResticHandler(
   ): Promise<string | null> {
     reservation?.ensure(bytes.byteLength);
     const hex = options.verifyUpload ? await hashBytes(bytes, "sha256") : null;
-    const writer = upload.writable.getWriter();
-    await writer.write(bytes);
-    await writer.close();
+    await writeBytes(upload.writable, bytes);
     return hex;
   }
 

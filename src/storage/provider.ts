@@ -87,6 +87,16 @@ export interface Provider {
 /** Reads up to this size use the provider's `readBytes` when it has one. */
 export const SMALL_READ_LIMIT = 256 * 1024;
 
+/** Writes bytes already in memory to an upload's writable in one write, and closes it. */
+export async function writeBytes(
+  writable: WritableStream<Uint8Array>,
+  bytes: Uint8Array,
+): Promise<void> {
+  const writer = writable.getWriter();
+  await writer.write(bytes);
+  await writer.close();
+}
+
 /** A stream of one chunk (none for an empty one), for bytes already in memory. */
 export function oneChunkStream(chunk: Uint8Array): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>({
