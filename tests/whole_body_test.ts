@@ -108,6 +108,25 @@ Deno.test("the TCP listener offers small bodies whole and keeps the connection i
   }
 });
 
+/** Sends `head`, then `body` in pieces of `piece` bytes with pauses between; the answer's status. */
+async function postInPieces(port: number, head: string, body: Uint8Array, piece: number) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode(head));
+  for (let at = 0; at < body.length; at += piece) {
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    await conn.write(body.subarray(at, Math.min(at + piece, body.length)));
+  }
+  const answer = new Uint8Array(4096);
+  let got = 0;
+  while (true) {
+    const n = await conn.read(answer.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  conn.close();
+  return parseRawResponse(answer.subarray(0, got)).status;
+}
+
 Deno.test("restic uploads taken whole store the bytes sent, in pieces too, and check the ID", async () => {
   const provider = new MemoryProvider();
   const server = startTcpHttp1(createHandler({ provider }), {
@@ -128,23 +147,9 @@ Deno.test("restic uploads taken whole store the bytes sent, in pieces too, and c
     // head and body in separate writes with pauses between: the body is joined from its pieces
     const data = randomBytes(20_000);
     const id = sha256Hex(data);
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const head = `POST /r/data/${id} HTTP/1.1\r\nHost: a\r\nContent-Length: ${data.length}\r\n` +
       `Connection: close\r\n\r\n`;
-    await conn.write(encoder.encode(head));
-    for (let at = 0; at < data.length; at += 7000) {
-      await new Promise((resolve) => setTimeout(resolve, 30));
-      await conn.write(data.subarray(at, Math.min(at + 7000, data.length)));
-    }
-    const answer = new Uint8Array(4096);
-    let got = 0;
-    while (true) {
-      const n = await conn.read(answer.subarray(got));
-      if (n === null) break;
-      got += n;
-    }
-    conn.close();
-    assertEquals(parseRawResponse(answer.subarray(0, got)).status, 200);
+    assertEquals(await postInPieces(port, head, data, 7000), 200);
     const stored = await provider.readBytes!(dataKey(id));
     assertEquals(sha256Hex(stored), id, "the stored object is the body sent");
 
@@ -172,25 +177,6 @@ Deno.test("restic uploads taken whole store the bytes sent, in pieces too, and c
     await server.shutdown(1000);
   }
 });
-
-/** Sends `head`, then `body` in pieces of `piece` bytes with pauses between; the answer's status. */
-async function postInPieces(port: number, head: string, body: Uint8Array, piece: number) {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(encoder.encode(head));
-  for (let at = 0; at < body.length; at += piece) {
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    await conn.write(body.subarray(at, Math.min(at + piece, body.length)));
-  }
-  const answer = new Uint8Array(4096);
-  let got = 0;
-  while (true) {
-    const n = await conn.read(answer.subarray(got));
-    if (n === null) break;
-    got += n;
-  }
-  conn.close();
-  return parseRawResponse(answer.subarray(0, got)).status;
-}
 
 Deno.test("BorgStore stores taken whole keep the bytes sent and check the announced hash", async () => {
   const provider = new MemoryProvider({ rootExists: false });
