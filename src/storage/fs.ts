@@ -18,6 +18,7 @@ import type {
 import { baseName, compareNames, oneChunkStream, parentKey, SMALL_READ_LIMIT } from "./provider.ts";
 import { takeReadBuffer } from "./read_buffers.ts";
 import { prepareAbsentCheck, surelyAbsent } from "./absent_check.ts";
+import { DirSyncs } from "./dir_sync.ts";
 
 export interface FsProviderOptions {
   /** Directory mode for new directories (default 0o700). */
@@ -143,6 +144,8 @@ export class FsProvider implements Provider {
    * is empty, whichever upload created it.
    */
   readonly #pendingDirs = new Map<string, number>();
+  /** Directory fsyncs, shared by the uploads that finish while one is running. */
+  readonly #dirSyncs = new DirSyncs((dirPath) => this.#syncDirNow(dirPath));
 
   constructor(root: string, options: FsProviderOptions = {}) {
     this.root = root.replace(/\/+$/, "") || "/";
@@ -574,8 +577,16 @@ export class FsProvider implements Provider {
     }
   }
 
+  /**
+   * Makes the entries of `dirPath` durable: resolves after an fsync of it that started after this
+   * call (see DirSyncs: concurrent callers share one).
+   */
   async syncDir(dirPath: string): Promise<void> {
     if (!this.#fsyncSupported || Deno.build.os === "windows") return;
+    await this.#dirSyncs.sync(dirPath);
+  }
+
+  async #syncDirNow(dirPath: string): Promise<void> {
     let dir: Deno.FsFile | null = null;
     try {
       dir = await Deno.open(dirPath, { read: true });
