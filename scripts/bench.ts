@@ -1,4 +1,4 @@
-// `deno task bench [-- --runs N --quick --only a,b --no-reference --no-ceiling]`: loopback
+// `deno task bench [-- --runs N --quick --only a,b --no-reference --no-ceiling --dir DIR]`: loopback
 // benchmark of stowage against `rclone serve restic` (when installed) as a side-by-side reference,
 // and of the small-request workloads against the ceiling server (the least a server can do, so
 // the harness' own limit on this machine). Each run starts every server fresh on an empty
@@ -36,6 +36,14 @@ import {
   startServer,
 } from "./bench/servers.ts";
 
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
 async function main(): Promise<number> {
   let options;
   try {
@@ -56,7 +64,11 @@ async function main(): Promise<number> {
   const hasRestic = await resticAvailable();
   if (only.has("restic-backup") && !hasRestic) log("restic not found: skipping restic backup");
 
-  const root = await Deno.makeTempDir({ prefix: "stowage-bench-" });
+  if (options.dir !== undefined && !isDirectory(options.dir)) {
+    console.error(`error: --dir ${options.dir}: not a directory`);
+    return 2;
+  }
+  const root = await Deno.makeTempDir({ prefix: "stowage-bench-", dir: options.dir });
   const running = new Set<RunningServer>();
   const cleanup = async () => {
     for (const server of running) await server.stop().catch(() => {});

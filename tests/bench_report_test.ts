@@ -5,7 +5,7 @@ import { parseOptions, UsageError } from "../scripts/bench/config.ts";
 import { Results } from "../scripts/bench/report.ts";
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
 
-Deno.test("bench options: defaults, --no-ceiling, --only, bad arguments", () => {
+Deno.test("bench options: defaults, --no-ceiling, --only, --dir, bad arguments", () => {
   const defaults = parseOptions([])!;
   assertEquals([defaults.runs, defaults.quick, defaults.reference, defaults.ceiling], [
     3,
@@ -20,6 +20,9 @@ Deno.test("bench options: defaults, --no-ceiling, --only, bad arguments", () => 
   assertEquals(chosen.ceiling, false);
   assertEquals(chosen.runs, 2);
   assertEquals([...chosen.only], ["head", "get-small"]);
+  assertEquals(defaults.dir, undefined);
+  assertEquals(parseOptions(["--dir", "/srv/backups"])!.dir, "/srv/backups");
+  assertThrows(() => parseOptions(["--dir"]), (e) => e instanceof UsageError);
   assertEquals(parseOptions(["--help"]), null);
   assertThrows(() => parseOptions(["--only", "nonsense"]), (e) => e instanceof UsageError);
   assertThrows(() => parseOptions(["--runs", "0"]), (e) => e instanceof UsageError);

@@ -1,5 +1,5 @@
 // Bench command line and sizes: `--runs N`, `--quick` (scaled-down sizes), `--only a,b`,
-// `--no-reference`, `--no-ceiling`, `--help`. Full sizes follow the performance issue's workload definitions.
+// `--no-reference`, `--no-ceiling`, `--dir DIR`, `--help`. Full sizes follow the performance issue's workload definitions.
 
 import type { TreeSpec } from "./payload.ts";
 
@@ -126,6 +126,8 @@ export interface Options {
   ceiling: boolean;
   only: Set<Workload>;
   sizes: Sizes;
+  /** Where the servers' data goes (default: the system's temp directory). */
+  dir?: string;
 }
 
 export const USAGE = `deno task bench [-- flags]
@@ -139,6 +141,9 @@ and prints one table of medians (stowage / reference).
                     (${OPT_IN_WORKLOADS.join(", ")} only when named here)
   --no-reference    do not start rclone
   --no-ceiling      do not measure the ceiling server (${CEILING_WORKLOADS.join(", ")})
+  --dir DIR         keep the servers' data under DIR (default: the temp directory); put it on
+                    the file system the backups will live on: creating and syncing small files
+                    costs very different amounts on different file systems
   -h, --help        this text
 `;
 
@@ -149,6 +154,7 @@ export function parseOptions(argv: string[]): Options | null {
   let quick = false;
   let reference = true;
   let ceiling = true;
+  let dir: string | undefined;
   let only = new Set<Workload>(WORKLOADS.filter((w) => !OPT_IN_WORKLOADS.includes(w)));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -177,6 +183,10 @@ export function parseOptions(argv: string[]): Options | null {
       case "--no-ceiling":
         ceiling = false;
         break;
+      case "--dir":
+        dir = value();
+        if (dir === "") throw new UsageError("--dir needs a directory");
+        break;
       case "--only": {
         const names = value().split(",").map((s) => s.trim()).filter(Boolean);
         for (const n of names) {
@@ -193,7 +203,7 @@ export function parseOptions(argv: string[]): Options | null {
         throw new UsageError(`unknown argument ${arg}`);
     }
   }
-  return { runs, quick, reference, ceiling, only, sizes: quick ? QUICK : FULL };
+  return { runs, quick, reference, ceiling, only, sizes: quick ? QUICK : FULL, dir };
 }
 
 export function formatBytes(n: number): string {
