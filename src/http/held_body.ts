@@ -60,6 +60,9 @@ export function forTransport(response: Response, info: { heldBodies?: boolean })
   return info.heldBodies === true ? response : withHeldBody(response);
 }
 
+/** Upload bodies up to this size are taken in one buffer where the transport offers it. */
+export const WHOLE_BODY_LIMIT = 64 * 1024;
+
 /** Reads a request's body whole when it is at most `limit` bytes and unread; null otherwise. */
 export type WholeBodyReader = (limit: number) => Promise<Uint8Array> | null;
 

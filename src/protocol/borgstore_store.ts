@@ -5,6 +5,7 @@
 // streaming) → hash check (422) → commit (borgstore_write.ts).
 
 import { StowageError } from "../errors.ts";
+import { WHOLE_BODY_LIMIT } from "../http/held_body.ts";
 import { writeBytes } from "../storage/provider.ts";
 import { digestingStream, hashBytes } from "../stream/digest.ts";
 import { openBody, parseContentLength } from "./borgstore_body.ts";
@@ -21,8 +22,6 @@ import {
 } from "./borgstore_write.ts";
 
 export const CONTENT_HASH_HEADER = "x-content-hash-sha256";
-/** Stores up to this size are taken in one buffer where the transport offers it (held_body.ts). */
-const WHOLE_BODY_LIMIT = 64 * 1024;
 
 function hashMismatch(): StowageError {
   return new StowageError("HashMismatch", "Content hash verification failed, please retry");

@@ -4,7 +4,7 @@
 
 import { KnownSizes } from "./restic_sizes.ts";
 import { StowageError, toStowageError } from "../errors.ts";
-import { bodyResponse, readWholeBody } from "../http/held_body.ts";
+import { bodyResponse, readWholeBody, WHOLE_BODY_LIMIT } from "../http/held_body.ts";
 import type { Logger } from "../log.ts";
 import type { AccessPolicy } from "../policy/access.ts";
 import { checkPermission, type PermissionMap } from "../policy/permissions.ts";
@@ -71,8 +71,6 @@ interface Call {
 }
 
 const CONFIG_INLINE_LIMIT = 64 * 1024;
-/** Uploads up to this size are taken in one buffer where the transport offers it (held_body.ts). */
-const WHOLE_BODY_LIMIT = 64 * 1024;
 
 /**
  * The restic REST protocol over one provider. Answers may hold their body beside them
