@@ -50,7 +50,7 @@ async function serve(argv: string[]): Promise<void> {
   }
   const { buildServer } = await import("./src/server.ts");
   const built = await buildServer(config, log, file);
-  const { listenFds, serveActivated } = await import("./src/transport/fd.ts");
+  const { listenFds } = await import("./src/transport/listen_fds.ts");
   const { startListener } = await import("./src/transport/listen.ts");
   let tlsServer: TlsServer | null = null;
   let server: RunningServer;
@@ -58,6 +58,8 @@ async function serve(argv: string[]): Promise<void> {
   try {
     if (inherited.length > 0) {
       if (config.tls) throw new Error("--tls cannot be combined with systemd socket activation");
+      // node:http is loaded only for sockets passed by systemd
+      const { serveActivated } = await import("./src/transport/fd.ts");
       server = await serveActivated(built.handler, inherited, {
         log: (line) => log.error(line),
         timeouts: config.timeouts,
@@ -151,7 +153,8 @@ async function borgstoreServer(argv: string[]): Promise<void> {
     if (count !== 1) {
       fail(`--socket-activation expects exactly 1 socket from systemd, got ${count}`, 1);
     }
-    const { listenFds, serveOnFd } = await import("./src/transport/fd.ts");
+    const { listenFds } = await import("./src/transport/listen_fds.ts");
+    const { serveOnFd } = await import("./src/transport/fd.ts");
     const fds = listenFds(Deno.env, { checkPid: false });
     const server = serveOnFd(built.handler, fds[0], {
       log: (line) => log.error(line),

@@ -1,11 +1,11 @@
-// systemd socket activation (src/transport/fd.ts): LISTEN_FDS/LISTEN_PID parsing, and serving a
+// systemd socket activation (listen_fds.ts, fd.ts): LISTEN_FDS/LISTEN_PID parsing, and serving a
 // TCP and a unix socket passed by Debian's `systemd-socket-activate` (the fixture is exec'd on
 // the first connection, exactly as systemd would start it). Requests go through curl.
 
 import { createHash } from "node:crypto";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 import { peerMissing } from "./_peers.ts";
-import { listenFds } from "../src/transport/fd.ts";
+import { listenFds } from "../src/transport/listen_fds.ts";
 import { patternBytes } from "./fixtures/echo_handler.ts";
 
 const FIXTURE = new URL("./fixtures/fd_server.ts", import.meta.url).pathname;

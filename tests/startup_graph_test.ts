@@ -54,3 +54,23 @@ Deno.test("the default TCP listener (Deno.listen + the HTTP/1.1 engine) loads no
   assert(graph.some((s) => s.endsWith("/src/transport/tcp_h1.ts")), "graph looks incomplete");
   assertEquals(graph.filter((s) => !s.startsWith("file:")), []);
 });
+
+Deno.test("the modules every `serve` imports before it listens load no node: built-in", async () => {
+  // serve() in main.ts imports these before it picks a listener; node:http (fd.ts) and node:tls
+  // are imported inside the branches for systemd sockets and --tls. fd.ts used to be imported
+  // here, for listenFds alone, which cost every start about 28 ms.
+  const mainUrl = new URL("../main.ts", import.meta.url);
+  const main = await Deno.readTextFile(mainUrl);
+  const start = main.indexOf("async function serve(");
+  const unconditional = main.slice(start, main.indexOf("const inherited", start));
+  const imported = [...unconditional.matchAll(/await import\("([^"]+)"\)/g)].map((m) => m[1]);
+  assert(imported.includes("./src/server.ts"), `serve() imports look different: ${imported}`);
+  assert(
+    imported.includes("./src/transport/listen.ts"),
+    `serve() imports look different: ${imported}`,
+  );
+  for (const module of imported) {
+    const graph = await staticGraph(new URL(module, mainUrl));
+    assertEquals(graph.filter((s) => !s.startsWith("file:")), [], module);
+  }
+});

@@ -1,7 +1,8 @@
-// systemd socket activation: which inherited fds are listening sockets (LISTEN_FDS/LISTEN_PID),
-// and serving the handler on such an fd. Deno.listen cannot adopt an inherited fd, so this uses
-// the node:http listener (node_http.ts) with `listen({ fd })`, which can; TCP and unix stream
-// sockets both work, with the same header-read and idle timeouts as a TCP listener.
+// systemd socket activation: serving the handler on an inherited listening fd (which fds those
+// are is listen_fds.ts's job). Deno.listen cannot adopt an inherited fd, so this uses the
+// node:http listener (node_http.ts) with `listen({ fd })`, which can; TCP and unix stream sockets
+// both work, with the same header-read and idle timeouts as a TCP listener. It loads Deno's node
+// compatibility layer, so it is imported only when systemd passed sockets.
 
 import type { AddressInfo } from "node:net";
 import type { Handler } from "../http/types.ts";
@@ -9,38 +10,6 @@ import type { RunningServer } from "./listen.ts";
 import { errorText, stderrLog } from "./node_bridge.ts";
 import { createNodeHttpListener } from "./node_http.ts";
 import { type ConnectionTimeouts, DEFAULT_TIMEOUTS } from "./timeouts.ts";
-
-/** The first fd systemd passes (SD_LISTEN_FDS_START). */
-export const LISTEN_FDS_START = 3;
-
-/** Environment access as Deno.env offers it. */
-export interface EnvAccess {
-  get(key: string): string | undefined;
-  delete(key: string): void;
-}
-
-export interface ListenFdsOptions {
-  /** Require LISTEN_PID (when set) to be our pid, as sd_listen_fds does (default true). */
-  checkPid?: boolean;
-}
-
-/**
- * The listening fds systemd passed: [3, 3 + LISTEN_FDS). Empty when LISTEN_FDS is unset, not a
- * positive number, or LISTEN_PID is set to another process. LISTEN_PID, LISTEN_FDS and
- * LISTEN_FDNAMES are removed from the environment so child processes do not inherit them.
- */
-export function listenFds(env: EnvAccess = Deno.env, options: ListenFdsOptions = {}): number[] {
-  const fdsText = env.get("LISTEN_FDS");
-  const pidText = env.get("LISTEN_PID");
-  for (const key of ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]) env.delete(key);
-  if (fdsText === undefined || !/^\d+$/.test(fdsText.trim())) return [];
-  if ((options.checkPid ?? true) && pidText !== undefined && pidText.trim() !== "") {
-    if (!/^\d+$/.test(pidText.trim()) || Number(pidText) !== Deno.pid) return [];
-  }
-  const count = Number(fdsText);
-  if (!Number.isSafeInteger(count) || count <= 0) return [];
-  return Array.from({ length: count }, (_, i) => LISTEN_FDS_START + i);
-}
 
 export interface FdServerOptions {
   /** One line per message (default: stderr). */
