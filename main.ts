@@ -142,20 +142,19 @@ async function borgstoreServer(argv: string[]): Promise<void> {
   }
   let stop: () => Promise<void>;
   if (config.socketActivation) {
-    const count = Number(Deno.env.get("LISTEN_FDS") ?? "0");
-    if (!(count > 0)) {
+    const { listenFds } = await import("./src/transport/listen_fds.ts");
+    const fds = listenFds(Deno.env, { checkPid: false });
+    if (fds.length === 0) {
       fail(
         "--socket-activation was requested but no sockets were passed by systemd " +
           "(LISTEN_FDS not set or 0)",
         1,
       );
     }
-    if (count !== 1) {
-      fail(`--socket-activation expects exactly 1 socket from systemd, got ${count}`, 1);
+    if (fds.length !== 1) {
+      fail(`--socket-activation expects exactly 1 socket from systemd, got ${fds.length}`, 1);
     }
-    const { listenFds } = await import("./src/transport/listen_fds.ts");
     const { serveOnFd } = await import("./src/transport/fd.ts");
-    const fds = listenFds(Deno.env, { checkPid: false });
     const server = serveOnFd(built.handler, fds[0], {
       log: (line) => log.error(line),
       timeouts: config.timeouts,

@@ -275,7 +275,12 @@ Deno.test("socket activation: 137: --socket-activation without LISTEN_FDS (or â‰
     const two = await runStowage(args, { env: { LISTEN_FDS: "2" } });
     assert(two.code !== 0, "non-zero exit");
     assertMatch(two.stderr, /--socket-activation expects exactly 1 socket from systemd, got 2/);
-    assertEquals(unset.stdout + zero.stdout + two.stdout, "");
+    // not a count at all: refused like an unset LISTEN_FDS (it used to pass the count check and
+    // then serve an fd that listenFds did not return)
+    const garbage = await runStowage(args, { env: { LISTEN_FDS: "1e0" } });
+    assert(garbage.code !== 0, "non-zero exit");
+    assertMatch(garbage.stderr, /no sockets were passed by systemd/);
+    assertEquals(unset.stdout + zero.stdout + two.stdout + garbage.stdout, "");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
