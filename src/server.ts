@@ -21,6 +21,7 @@ import type { Provider } from "./storage/provider.ts";
 import type { S3Provider } from "./storage/s3.ts";
 import { createS3Provider, S3ConfigError } from "./storage/s3_config.ts";
 import { composeHandler } from "./handler.ts";
+import { startTicker, type Ticker } from "./ticker.ts";
 
 /** Temp files untouched this long belong to uploads that will never finish. */
 const TEMP_FILE_MAX_AGE_MS = 60 * 60 * 1000;
@@ -217,7 +218,7 @@ export async function buildServer(
     accessLog: accessLog ? (record) => accessLog.write(record) : undefined,
     log,
   });
-  let sweepTimer: ReturnType<typeof setInterval> | undefined;
+  let sweepTicker: Ticker | undefined;
   const sweep = () =>
     (s3 !== null
       ? s3.sweepUploads(TEMP_FILE_MAX_AGE_MS).then((n) => {
@@ -238,14 +239,13 @@ export async function buildServer(
         stats?.scan(config.path).catch((error) => log.error(`repository scan failed: ${error}`));
       }
       scopes?.startPeriodicSave(60_000, (line: string) => log.error(line));
-      sweepTimer = setInterval(sweep, TEMP_SWEEP_INTERVAL_MS);
-      Deno.unrefTimer(sweepTimer);
+      sweepTicker = startTicker(TEMP_SWEEP_INTERVAL_MS, sweep);
     },
     async reload() {
       if (htpasswd) await htpasswd.reload();
     },
     async close() {
-      clearInterval(sweepTimer);
+      sweepTicker?.stop();
       await scopes?.close();
       await accessLog?.close();
     },

@@ -74,3 +74,27 @@ Deno.test("the modules every `serve` imports before it listens load no node: bui
     assertEquals(graph.filter((s) => !s.startsWith("file:")), [], module);
   }
 });
+
+Deno.test("the modules a server runs before its first answer start no setInterval", async () => {
+  // In Deno 2.9 the first setTimeout or setInterval loads the runtime's node timer implementation
+  // (5–9 ms). Periodic work on the serve path (the TCP timeout sweep, the temp-file sweep, quota
+  // saves, access log flushes) runs on tickers (src/ticker.ts) instead.
+  const mainUrl = new URL("../main.ts", import.meta.url);
+  const modules = new Set<string>();
+  for (const root of ["./main.ts", "./src/server.ts", "./src/transport/listen.ts"]) {
+    for (const specifier of await staticGraph(new URL(root, mainUrl))) modules.add(specifier);
+  }
+  assert(
+    [...modules].some((s) => s.endsWith("/src/transport/tcp_h1.ts")) &&
+      [...modules].some((s) => s.endsWith("/src/http/access_log.ts")),
+    "graph looks incomplete",
+  );
+  const offenders: string[] = [];
+  for (const specifier of modules) {
+    if (!specifier.startsWith("file:")) continue;
+    if (/\bsetInterval\(/.test(await Deno.readTextFile(new URL(specifier)))) {
+      offenders.push(specifier.slice(mainUrl.href.length - "main.ts".length));
+    }
+  }
+  assertEquals(offenders, []);
+});

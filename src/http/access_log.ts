@@ -10,6 +10,7 @@
 import type { AccessRecord } from "./dispatch.ts";
 import { pathOf } from "./dispatch.ts";
 import { escapeLogText } from "../log.ts";
+import { startTicker } from "../ticker.ts";
 
 export type AccessLogFormat = "combined" | "json";
 
@@ -196,8 +197,7 @@ export async function openAccessLog(target: string, format: AccessLogFormat): Pr
   }
   const output = file;
   const buffer = new LineBuffer(output ?? Deno.stdout);
-  const timer = setInterval(() => void buffer.flush(), FLUSH_INTERVAL_MS);
-  Deno.unrefTimer(timer);
+  const flusher = startTicker(FLUSH_INTERVAL_MS, () => void buffer.flush());
   const formatLine = format === "json" ? formatJson : formatCombined;
   let closed = false;
   return {
@@ -208,7 +208,7 @@ export async function openAccessLog(target: string, format: AccessLogFormat): Pr
     async close() {
       if (closed) return;
       closed = true;
-      clearInterval(timer);
+      flusher.stop();
       await buffer.flush();
       output?.close();
     },

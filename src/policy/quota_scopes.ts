@@ -24,6 +24,7 @@ import {
   privateGrants,
 } from "./grants.ts";
 import { measureTree, QuotaTracker } from "./quota.ts";
+import { startTicker, type Ticker } from "../ticker.ts";
 import { type RepoInfo, scanRepositories } from "./repo_scan.ts";
 
 export const STATE_FILE_NAME = ".stowage-usage.json";
@@ -151,7 +152,7 @@ export class QuotaScopes {
   readonly #repoInitial: Map<string, number>;
   readonly #listCache = new Map<string, QuotaTracker[]>();
   readonly #fingerprint: string;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #ticker: Ticker | undefined;
   #saving: Promise<void> = Promise.resolve();
 
   private constructor(init: {
@@ -325,17 +326,16 @@ export class QuotaScopes {
 
   /** Saves (unclean) every `intervalMs` in the background, so status sees recent figures. */
   startPeriodicSave(intervalMs = 60_000, log: (line: string) => void = () => {}): void {
-    if (this.#timer !== undefined) return;
-    this.#timer = setInterval(() => {
+    if (this.#ticker !== undefined) return;
+    this.#ticker = startTicker(intervalMs, () => {
       this.save(false).catch((error) => log(`cannot write ${this.stateFile}: ${error.message}`));
-    }, intervalMs);
-    Deno.unrefTimer(this.#timer);
+    });
   }
 
   /** At clean shutdown (after the last request): stops saving and writes the clean state. */
   async close(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#ticker?.stop();
+    this.#ticker = undefined;
     await this.save(true);
   }
 }

@@ -5,7 +5,8 @@
 // `Connection: keep-alive`), the request URL from a checked Host header (the listen address
 // otherwise), the peer address, a Date header, chunked answers for bodies without a length
 // (HTTP/1.0: sent until close), and an abort signal when the connection goes while a handler runs.
-// Timeouts follow ConnectionGuard's rules (timeouts.ts), checked by one sweep timer per listener:
+// Timeouts follow ConnectionGuard's rules (timeouts.ts), checked by one sweep ticker per listener
+// (ticker.ts: no node timers are loaded before the first answer):
 // - a request head must be complete `headerMs` after the connection opened, or `headerMs +
 //   idleMs` after the previous response: 408, then close;
 // - a connection on which no bytes moved for `idleMs` is closed when a read or a write to the
@@ -28,6 +29,7 @@ import {
 import { byteSink, errorText, makeRequest, requestUrl, stderrLog } from "./node_bridge.ts";
 import { formatHostPort, HOST, unmapIpv4 } from "./node_request.ts";
 import type { ConnectionTimeouts } from "./timeouts.ts";
+import { startTicker } from "../ticker.ts";
 
 export interface TcpHttp1Options {
   hostname: string;
@@ -190,7 +192,7 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
     Math.max(50, Math.min(...[headerMs, idleMs].filter((ms) => ms > 0)) / 4),
   );
   const sweepNeeded = headerMs > 0 || idleMs > 0;
-  const sweep = sweepNeeded ? setInterval(sweepConnections, sweepMs) : undefined;
+  const sweep = sweepNeeded ? startTicker(sweepMs, sweepConnections) : undefined;
 
   function sweepConnections(): void {
     const now = Date.now();
@@ -388,7 +390,7 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
       changed = null;
     }
     for (const connection of connections) connection.destroy();
-    clearInterval(sweep);
+    sweep?.stop();
     resolveFinished();
   }
 
