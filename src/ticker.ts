@@ -19,9 +19,9 @@ export interface Ticker {
 export function startTicker(intervalMs: number, tick: () => void): Ticker {
   let stopped = false;
   let pending: AbortSignal | null = null;
+  // runs only while armed: stop() removes it; `stopped` covers a stop() from inside the tick
   const onTimeout = () => {
     pending = null;
-    if (stopped) return;
     try {
       tick();
     } finally {
