@@ -2,10 +2,13 @@
 // stores chosen by the BorgStore Accept header, /health, /metrics and the access log, over one
 // provider with one protocol guard. `stowage serve` (server.ts) and the library API (mod.ts)
 // both build their handler here, so an embedded handler answers exactly like the server.
+// The BorgStore side (the router and the protocol, a third of the code) is imported on the first
+// BorgStore request: a restic server does not load it before its first answer.
 
-import { createBorgRouter, ProtocolGuard } from "./http/borg_router.ts";
+import type { BorgRouterOptions } from "./http/borg_router.ts";
+import { ProtocolGuard } from "./http/protocol_guard.ts";
 import { type AccessRecord, createDispatcher } from "./http/dispatch.ts";
-import type { Handler } from "./http/types.ts";
+import type { Handler, RequestInfo } from "./http/types.ts";
 import type { Logger } from "./log.ts";
 import type { AccessPolicy } from "./policy/access.ts";
 import type { QuotaTracker } from "./policy/quota.ts";
@@ -56,7 +59,7 @@ export function composeHandler(parts: HandlerParts): Handler {
     log,
   });
   const borgstore = parts.borgstore
-    ? createBorgRouter({
+    ? lazyBorgRouter({
       provider,
       storeProvider: parts.storeProvider ?? ((dir) => new PrefixProvider(provider, dir)),
       authenticate,
@@ -74,4 +77,15 @@ export function composeHandler(parts: HandlerParts): Handler {
     accessLog: parts.accessLog,
     log,
   });
+}
+
+type BorgRouter = (request: Request, info: RequestInfo) => Promise<Response>;
+
+/** The borg router, imported and built when the first BorgStore request arrives. */
+function lazyBorgRouter(options: BorgRouterOptions): BorgRouter {
+  let router: Promise<BorgRouter> | null = null;
+  return async (request, info) => {
+    router ??= import("./http/borg_router.ts").then((module) => module.createBorgRouter(options));
+    return await (await router)(request, info);
+  };
 }

@@ -4,12 +4,11 @@
 import type { ServeConfig } from "./cli/serve_config.ts";
 import { type ConfigFile, configHasQuotas } from "./cli/config_file.ts";
 import { borgStoreDepth, grantPolicy } from "./policy/grants.ts";
-import { QuotaScopes } from "./policy/quota_scopes.ts";
+import type { QuotaScopes } from "./policy/quota_scopes.ts";
 import { type Authenticator, htpasswdAuth, noAuth, proxyAuth } from "./http/auth.ts";
 import { HtpasswdFile } from "./http/htpasswd.ts";
-import { type AccessLog, openAccessLog } from "./http/access_log.ts";
-import { metricsHandler, MetricsRegistry } from "./http/metrics.ts";
-import { RepoStats } from "./http/repo_stats.ts";
+import type { AccessLog } from "./http/access_log.ts";
+import type { RepoStats } from "./http/repo_stats.ts";
 import type { ResticMetrics } from "./protocol/restic.ts";
 import type { Handler } from "./http/types.ts";
 import type { Logger } from "./log.ts";
@@ -117,6 +116,51 @@ async function buildProviderQuota(
   return new QuotaTracker(config.maxSize, usage);
 }
 
+interface Metrics {
+  stats: RepoStats;
+  blobEvents: ResticMetrics;
+  /** Serves /metrics. */
+  handler: (request: Request) => Promise<Response>;
+}
+
+/** --prometheus: the registry, the repository statistics it reports and the /metrics handler. */
+async function buildMetrics(
+  config: ServeConfig,
+  parts: {
+    quota: QuotaTracker | null;
+    scopes: QuotaScopes | null;
+    authenticate: (request: Request) => Promise<string | null>;
+    /** A config file's grants decide who may read which repository's metrics. */
+    grants: boolean;
+  },
+): Promise<Metrics> {
+  const { metricsHandler, MetricsRegistry } = await import("./http/metrics.ts");
+  const { RepoStats } = await import("./http/repo_stats.ts");
+  const stats = new RepoStats();
+  const { scopes } = parts;
+  const registry = new MetricsRegistry({
+    quota: parts.quota,
+    repositoryUsage: () => stats.usage(),
+    lastSnapshot: () => stats.snapshots(),
+    scopedQuotas: scopes ? () => scopedQuotaSamples(scopes) : undefined,
+  });
+  return {
+    stats,
+    blobEvents: {
+      blob(op, labels, bytes) {
+        registry.blob(op, labels, bytes);
+        stats.blob(op, labels, bytes);
+      },
+    },
+    handler: metricsHandler(registry, {
+      authenticate: parts.authenticate,
+      noAuth: config.prometheusNoAuth,
+      privateRepos: config.privateRepos || parts.grants,
+      authEnabled: !config.noAuth,
+    }),
+  };
+}
+
 export async function buildServer(
   config: ServeConfig,
   log: Logger,
@@ -130,7 +174,7 @@ export async function buildServer(
   const { authenticator, htpasswd } = await buildAuthenticator(config, log);
   const userStores = config.privateRepos && !config.noAuth;
   const scopes = s3 === null && file && (configHasQuotas(file) || config.maxSize > 0)
-    ? await QuotaScopes.open({
+    ? await (await import("./policy/quota_scopes.ts")).QuotaScopes.open({
       root: config.path,
       grants: file.grants,
       quotas: file.quotas,
@@ -177,33 +221,19 @@ export async function buildServer(
       privateRepos: config.privateRepos,
       authEnabled: !config.noAuth,
     });
-  const stats = config.prometheus ? new RepoStats() : null;
-  const registry = stats === null ? null : new MetricsRegistry({
-    quota,
-    repositoryUsage: () => stats.usage(),
-    lastSnapshot: () => stats.snapshots(),
-    scopedQuotas: scopes ? () => scopedQuotaSamples(scopes) : undefined,
-  });
-  const blobEvents: ResticMetrics | null = registry === null ? null : {
-    blob(op, labels, bytes) {
-      registry.blob(op, labels, bytes);
-      stats!.blob(op, labels, bytes);
-    },
-  };
+  const prometheus = config.prometheus
+    ? await buildMetrics(config, { quota, scopes, authenticate, grants: file?.grants != null })
+    : null;
+  const stats = prometheus?.stats ?? null;
   let accessLog: AccessLog | null = null;
   if (config.log !== null) {
     try {
+      const { openAccessLog } = await import("./http/access_log.ts");
       accessLog = await openAccessLog(config.log, config.logFormat);
     } catch (error) {
       throw new StartupError(`cannot open log ${config.log}: ${(error as Error).message}`);
     }
   }
-  const metrics = registry === null ? undefined : metricsHandler(registry, {
-    authenticate,
-    noAuth: config.prometheusNoAuth,
-    privateRepos: config.privateRepos || file?.grants != null,
-    authEnabled: !config.noAuth,
-  });
   const handler = composeHandler({
     provider,
     storeProvider,
@@ -213,8 +243,8 @@ export async function buildServer(
     verifyUpload: config.verifyUpload,
     quota,
     borgstore: true,
-    resticMetrics: blobEvents,
-    metrics,
+    resticMetrics: prometheus?.blobEvents,
+    metrics: prometheus?.handler,
     accessLog: accessLog ? (record) => accessLog.write(record) : undefined,
     log,
   });

@@ -11,8 +11,8 @@ import {
   formatJson,
   openAccessLog,
   redactQuery,
-  setRequestProtocol,
 } from "../src/http/access_log.ts";
+import { setRequestProtocol } from "../src/http/request_protocol.ts";
 
 function record(
   url: string,

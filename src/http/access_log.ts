@@ -10,6 +10,7 @@
 import type { AccessRecord } from "./dispatch.ts";
 import { pathOf } from "./dispatch.ts";
 import { escapeLogText } from "../log.ts";
+import { requestProtocol } from "./request_protocol.ts";
 import { startTicker } from "../ticker.ts";
 
 export type AccessLogFormat = "combined" | "json";
@@ -24,13 +25,6 @@ const FLUSH_BYTES = 64 * 1024;
 const FLUSH_INTERVAL_MS = 1000;
 /** Lines beyond this much unwritten text are dropped (and counted) rather than kept in memory. */
 const MAX_BACKLOG = 16 * 1024 * 1024;
-
-const PROTOCOLS = new WeakMap<Request, string>();
-
-/** Lets a transport state the HTTP version of a request ("HTTP/2.0"); default "HTTP/1.1". */
-export function setRequestProtocol(request: Request, protocol: string): void {
-  PROTOCOLS.set(request, protocol);
-}
 
 const SECRET_NAME = /pass|pwd|token|secret|key|auth|credential|signature|session/i;
 
@@ -91,7 +85,7 @@ export function formatCombined(record: AccessRecord): string {
   const { request } = record;
   const { path, query } = requestTarget(request.url);
   const uri = query === "" && !request.url.includes("?") ? path : `${path}?${query}`;
-  const protocol = PROTOCOLS.get(request) ?? "HTTP/1.1";
+  const protocol = requestProtocol(request);
   const bytes = record.bytes === null ? "-" : String(record.bytes);
   return `${escapeLogText(record.info.remoteAddr)} - - [${clfTime(startTime(record))}] ` +
     `"${quoted(request.method)} ${quoted(uri)} ${protocol}" ${record.status} ${bytes} ` +
@@ -115,7 +109,7 @@ export function formatJson(record: AccessRecord): string {
     user_agent: request.headers.get("user-agent") ?? "",
     referer: request.headers.get("referer") ?? "",
     transport: record.info.transport,
-    protocol: PROTOCOLS.get(request) ?? "HTTP/1.1",
+    protocol: requestProtocol(request),
   });
 }
 

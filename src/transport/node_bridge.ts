@@ -48,7 +48,8 @@ export interface ByteSink {
 
 /** Turns a WritableStream or a Deno.Writer-like object into a ByteSink. */
 export function byteSink(output: WritableStream<Uint8Array> | ByteWriter): ByteSink {
-  if (output instanceof WritableStream) {
+  // told apart by shape, as InputBuffer does: no touch of the WritableStream global
+  if ("getWriter" in output) {
     const writer = output.getWriter();
     return {
       // A WritableStream may keep the chunk after write() resolved: hand it a copy.

@@ -10,7 +10,7 @@ import type http2 from "node:http2";
 import type { Socket } from "node:net";
 import type { Writable } from "node:stream";
 import type { Handler, RequestInfo } from "../http/types.ts";
-import { setRequestProtocol } from "../http/access_log.ts";
+import { setRequestProtocol } from "../http/request_protocol.ts";
 import {
   type BridgedBody,
   collectDeclaredBody,

@@ -16,7 +16,7 @@
 // connection closes after the answer), close whatever is left when the grace period ends.
 
 import type { Handler, RequestInfo } from "../http/types.ts";
-import { setRequestProtocol } from "../http/access_log.ts";
+import { setRequestProtocol } from "../http/request_protocol.ts";
 import { offerWholeBody } from "../http/held_body.ts";
 import { InputBuffer, readRequestHead, RequestBody, type RequestHead } from "./h1_read.ts";
 import {
