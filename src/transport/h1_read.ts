@@ -227,7 +227,7 @@ export async function readRequestHead(input: InputBuffer): Promise<RequestHead> 
       refusal ??= { status: 400, message: "malformed header line" };
       continue;
     }
-    const value = line.text.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    const value = trimOws(line.text, colon + 1);
     const lower = name.toLowerCase();
     if (lower === "content-length") lengths.push(value);
     else if (lower === "transfer-encoding") codings.push(value);
@@ -237,6 +237,18 @@ export async function readRequestHead(input: InputBuffer): Promise<RequestHead> 
   const framing = decideFraming(lengths, codings);
   if ("status" in framing) return { kind: "fatal", refusal: framing };
   return { kind: "request", version, method, target, headers, framing, refusal };
+}
+
+/** `text` from `start` without leading and trailing spaces and tabs (a header value's OWS). */
+function trimOws(text: string, start: number): string {
+  let end = text.length;
+  while (start < end && isOws(text.charCodeAt(start))) start++;
+  while (end > start && isOws(text.charCodeAt(end - 1))) end--;
+  return text.slice(start, end);
+}
+
+function isOws(code: number): boolean {
+  return code === 0x20 || code === 0x09;
 }
 
 function decideFraming(lengths: string[], codings: string[]): Framing | Refusal {

@@ -106,6 +106,21 @@ export function requestUrl(base: string, target: string): string | null {
 }
 
 /**
+ * Header pairs as a `new Request` init: a record when no name repeats exactly (about a third less
+ * work in Deno's Request constructor than a sequence of pairs), the pairs themselves otherwise,
+ * so repeated fields keep their order. Names differing in case are distinct record keys and are
+ * combined by Headers as pairs would be.
+ */
+export function headerInit(pairs: [string, string][]): HeadersInit {
+  const record: Record<string, string> = Object.create(null);
+  for (const [name, value] of pairs) {
+    if (name in record) return pairs;
+    record[name] = value;
+  }
+  return record;
+}
+
+/**
  * A web Request with a possibly streaming body (`duplex: "half"`, which the web standard asks for
  * and Deno's typings lack).
  */

@@ -21,6 +21,7 @@ import {
   byteSink,
   type ByteWriter,
   errorText,
+  headerInit,
   makeRequest,
   requestUrl,
   stderrLog,
@@ -107,7 +108,12 @@ async function serveOne(
     else {
       try {
         const hasBody = body.present && head.method !== "GET" && head.method !== "HEAD";
-        request = makeRequest(url, head.method, head.headers, hasBody ? body.stream() : null);
+        request = makeRequest(
+          url,
+          head.method,
+          headerInit(head.headers),
+          hasBody ? body.stream() : null,
+        );
         if (hasBody) offerWholeBody(request, (limit) => body.readWhole(limit));
       } catch {
         refusal = { status: 400, message: "invalid request" };
