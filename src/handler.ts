@@ -2,7 +2,7 @@
 // stores chosen by the BorgStore Accept header, /health, /metrics and the access log, over one
 // provider with one protocol guard. `stowage serve` (server.ts) and the library API (mod.ts)
 // both build their handler here, so an embedded handler answers exactly like the server.
-// The BorgStore side (the router and the protocol, a third of the code) is imported on the first
+// The BorgStore side (the router and the protocol, an eighth of the code) is imported on the first
 // BorgStore request: a restic server does not load it before its first answer.
 
 import type { BorgRouterOptions } from "./http/borg_router.ts";

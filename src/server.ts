@@ -1,5 +1,6 @@
 // Wiring for `stowage serve`: from a validated ServeConfig to providers, policy, quota,
-// authentication and the one handler, plus the startup lines rest-server prints.
+// authentication and the one handler, plus the startup lines rest-server prints. Metrics, the
+// access log and config-file quotas are imported only when they are configured.
 
 import type { ServeConfig } from "./cli/serve_config.ts";
 import { type ConfigFile, configHasQuotas } from "./cli/config_file.ts";
@@ -227,8 +228,8 @@ export async function buildServer(
   const stats = prometheus?.stats ?? null;
   let accessLog: AccessLog | null = null;
   if (config.log !== null) {
+    const { openAccessLog } = await import("./http/access_log.ts");
     try {
-      const { openAccessLog } = await import("./http/access_log.ts");
       accessLog = await openAccessLog(config.log, config.logFormat);
     } catch (error) {
       throw new StartupError(`cannot open log ${config.log}: ${(error as Error).message}`);
