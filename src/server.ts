@@ -135,8 +135,10 @@ async function buildMetrics(
     grants: boolean;
   },
 ): Promise<Metrics> {
-  const { metricsHandler, MetricsRegistry } = await import("./http/metrics.ts");
-  const { RepoStats } = await import("./http/repo_stats.ts");
+  const [{ metricsHandler, MetricsRegistry }, { RepoStats }] = await Promise.all([
+    import("./http/metrics.ts"),
+    import("./http/repo_stats.ts"),
+  ]);
   const stats = new RepoStats();
   const { scopes } = parts;
   const registry = new MetricsRegistry({

@@ -111,7 +111,7 @@ export function requestUrl(base: string, target: string): string | null {
  * so repeated fields keep their order. Names differing in case are distinct record keys and are
  * combined by Headers as pairs would be.
  */
-export function headerInit(pairs: [string, string][]): HeadersInit {
+function headerInit(pairs: [string, string][]): HeadersInit {
   const record: Record<string, string> = Object.create(null);
   for (const [name, value] of pairs) {
     if (name in record) return pairs;
@@ -122,16 +122,22 @@ export function headerInit(pairs: [string, string][]): HeadersInit {
 
 /**
  * A web Request with a possibly streaming body (`duplex: "half"`, which the web standard asks for
- * and Deno's typings lack).
+ * and Deno's typings lack). Header pairs, as the HTTP/1.1 parser gives them, go in by headerInit.
  */
 export function makeRequest(
   url: string,
   method: string,
-  headers: HeadersInit,
+  headers: [string, string][] | Headers,
   body: ReadableStream<Uint8Array> | null,
   signal?: AbortSignal,
 ): Request {
-  const init: RequestInit & { duplex: "half" } = { method, headers, body, duplex: "half", signal };
+  const init: RequestInit & { duplex: "half" } = {
+    method,
+    headers: Array.isArray(headers) ? headerInit(headers) : headers,
+    body,
+    duplex: "half",
+    signal,
+  };
   return new Request(url, init);
 }
 

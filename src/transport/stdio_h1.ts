@@ -21,7 +21,6 @@ import {
   byteSink,
   type ByteWriter,
   errorText,
-  headerInit,
   makeRequest,
   requestUrl,
   stderrLog,
@@ -111,7 +110,7 @@ async function serveOne(
         request = makeRequest(
           url,
           head.method,
-          headerInit(head.headers),
+          head.headers,
           hasBody ? body.stream() : null,
         );
         if (hasBody) offerWholeBody(request, (limit) => body.readWhole(limit));

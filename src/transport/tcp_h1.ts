@@ -26,14 +26,7 @@ import {
   writeRefusal,
   writeResponse,
 } from "./h1_write.ts";
-import {
-  byteSink,
-  errorText,
-  headerInit,
-  makeRequest,
-  requestUrl,
-  stderrLog,
-} from "./node_bridge.ts";
+import { byteSink, errorText, makeRequest, requestUrl, stderrLog } from "./node_bridge.ts";
 import { formatHostPort, HOST, unmapIpv4 } from "./node_request.ts";
 import type { ConnectionTimeouts } from "./timeouts.ts";
 import { startTicker } from "../ticker.ts";
@@ -295,7 +288,7 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
           request = makeRequest(
             url,
             head.method,
-            headerInit(head.headers),
+            head.headers,
             hasBody ? body.stream() : null,
             controller.signal,
           );
