@@ -570,3 +570,29 @@ Deno.test("fs: stat answers absent names through the cheap check, symlink rules 
     assert(out === null || out?.kind === "Forbidden", `lfile must not be followed: ${out}`);
   });
 });
+
+Deno.test("fs: stat answers the same after a run of found names as after a run of missing ones", async () => {
+  await prepareAbsentCheck();
+  await withFs({}, async ({ provider, base, root }) => {
+    await symlinkLayout(base, root);
+    const answers = async () => ({
+      missing: await provider.stat("missing"),
+      nested: await provider.stat("realdir/missing"),
+      dangling: await provider.stat("dangling"),
+      file: (await provider.stat("real.txt"))?.size,
+      inside: (await provider.stat("inlink"))?.size,
+      leaving: await provider.stat("lfile").then((s) => s?.size ?? null, (e) => e.kind),
+    });
+    // found names first (stat then skips the absent check), then missing ones (it uses it)
+    for (let i = 0; i < 40; i++) await provider.stat("real.txt");
+    const afterFound = await answers();
+    for (let i = 0; i < 40; i++) await provider.stat("missing");
+    const afterMissing = await answers();
+    assertEquals(afterFound, afterMissing);
+    assertEquals(afterFound.missing, null);
+    assertEquals(afterFound.dangling, null);
+    assertEquals(afterFound.file, 4);
+    assertEquals(afterFound.inside, 4);
+    assert(afterFound.leaving === null || afterFound.leaving === "Forbidden", "lfile not followed");
+  });
+});

@@ -463,3 +463,32 @@ Deno.test("stdio h1: header values lose only their spaces and tabs; repeated fie
     { padded: null, inner: null, nbsp: null, empty: null, repeated: "only", cased: null },
   ]);
 });
+
+Deno.test("stdio h1: a head that arrives in one read is parsed as one that arrives in pieces", async () => {
+  const seen: string[][] = [];
+  const recording: Parameters<typeof serveStdioHttp1>[0] = async (request) => {
+    await Promise.resolve();
+    seen.push([request.method, new URL(request.url).pathname, ...request.headers].map(String));
+    return new Response(null, { status: 204 });
+  };
+  const text = "\r\nGET /crlf HTTP/1.1\r\nX-A: \t1 \r\nX-B:2\r\n\r\n" +
+    "GET /lf HTTP/1.1\nX-A: 1\nX-B: 2\r\n\n" +
+    `HEAD /long HTTP/1.1\r\nX-Long: ${"v".repeat(60 * 1024)}\r\n\r\n` +
+    "GET /bad HTTP/1.1\r\nNo colon here\r\n\r\n" +
+    "GET /last HTTP/1.1\r\n\r\n";
+  const statuses: number[][] = [];
+  const views: string[][][] = [];
+  for (const step of [64 * 1024, 7]) {
+    seen.length = 0;
+    const { all } = await serveInProcess(text, recording, step);
+    statuses.push(
+      parseResponses(all, [false, false, true, false, false]).list.map((r) => r.status),
+    );
+    views.push(structuredClone(seen));
+  }
+  assertEquals(statuses[0], [204, 204, 204, 400, 204]);
+  assertEquals(statuses[0], statuses[1]);
+  assertEquals(views[0], views[1]);
+  assertEquals(views[0][0], ["GET", "/crlf", "x-a,1", "x-b,2"]);
+  assertEquals(views[0][1], ["GET", "/lf", "x-a,1", "x-b,2"]);
+});

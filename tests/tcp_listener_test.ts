@@ -52,7 +52,7 @@ const handler: Handler = async (request, info) => {
     case "/slow": {
       // answers when the test says so; records an abort
       const name = url.searchParams.get("name") ?? "";
-      request.signal.addEventListener("abort", () => aborted.push(name));
+      info.signal!.addEventListener("abort", () => aborted.push(name));
       await new Promise<void>((resolve) => releaseSlow.push(resolve));
       return new Response("done", { headers: { "content-length": "4" } });
     }

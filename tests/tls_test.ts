@@ -136,7 +136,7 @@ const handler: Handler = async (request, info) => {
       pull: (controller) => controller.enqueue(chunk),
       cancel: () => void endless.push("cancelled"),
     });
-    request.signal.addEventListener("abort", () => endless.push("aborted"));
+    info.signal!.addEventListener("abort", () => endless.push("aborted"));
     return new Response(body);
   }
   if (url.pathname === "/slow") {

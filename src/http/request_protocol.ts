@@ -6,7 +6,8 @@ const PROTOCOLS = new WeakMap<Request, string>();
 
 /** Lets a transport state the HTTP version of a request ("HTTP/2.0"); default "HTTP/1.1". */
 export function setRequestProtocol(request: Request, protocol: string): void {
-  PROTOCOLS.set(request, protocol);
+  // the default needs no entry: one WeakMap insertion less for nearly every request
+  if (protocol !== "HTTP/1.1") PROTOCOLS.set(request, protocol);
 }
 
 /** The HTTP version a transport stated for the request, "HTTP/1.1" when none did. */

@@ -139,6 +139,13 @@ export class FsProvider implements Provider {
   /** Directories whose real path was verified to be inside the root. */
   readonly #verifiedDirs = new Set<string>();
   /**
+   * Recent stats that found something minus those that found nothing, kept within ±16. While
+   * it is positive (HEADs and GETs of stored objects), stat skips the absent check, one syscall
+   * that would only say "present"; while not (uploads asking whether their name is taken), the
+   * check spares lstat's costly NotFound error.
+   */
+  #presence = 0;
+  /**
    * Directories created for uploads that are still in flight, with the number of those uploads
    * inside them. The last upload to leave removes the directory if it aborted and the directory
    * is empty, whichever upload created it.
@@ -205,16 +212,21 @@ export class FsProvider implements Provider {
    */
   async #statPath(path: string): Promise<Deno.FileInfo | null> {
     // a missing name (the usual answer before an upload) without lstat's costly NotFound error
-    if (surelyAbsent(path)) return null;
+    if (this.#presence <= 0 && surelyAbsent(path)) {
+      this.#presence = Math.max(-16, this.#presence - 1);
+      return null;
+    }
     let info: Deno.FileInfo;
     try {
       info = Deno.lstatSync(path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+        this.#presence = Math.max(-16, this.#presence - 1);
         return null;
       }
       throw toStowageError(error);
     }
+    this.#presence = Math.min(16, this.#presence + 1);
     if (!info.isSymlink) return info;
     const realRoot = await this.#realRootPath();
     try {

@@ -86,6 +86,20 @@ export class InputBuffer {
   }
 
   /**
+   * The next line when it is already here whole (its LF buffered), without waiting: null
+   * otherwise, and then `readLine` reads it. Same results as `readLine`.
+   */
+  lineNow(limit: number): LineResult | null {
+    const pending = this.#pending;
+    const lf = pending.indexOf(10);
+    if (lf < 0) return null;
+    this.#pending = pending.subarray(lf + 1);
+    const end = lf > 0 && pending[lf - 1] === 13 ? lf - 1 : lf;
+    if (end > limit) return { kind: "too-long", prefix: latin1(pending.subarray(0, 64)) };
+    return { kind: "line", text: latin1(pending.subarray(0, end)) };
+  }
+
+  /**
    * One line without its LF (and CR). A line longer than `limit` is read to its end and thrown
    * away without being held, and reported with the first bytes of it.
    */
@@ -171,7 +185,7 @@ export async function readRequestHead(input: InputBuffer): Promise<RequestHead> 
   let requestLine: LineResult;
   // RFC 9112 §2.2: ignore empty lines before the request line.
   for (let blanks = 0;; blanks++) {
-    requestLine = await input.readLine(MAX_REQUEST_LINE);
+    requestLine = input.lineNow(MAX_REQUEST_LINE) ?? await input.readLine(MAX_REQUEST_LINE);
     if (requestLine.kind !== "line" || requestLine.text !== "" || blanks >= 16) break;
   }
   if (requestLine.kind === "eof") return requestLine;
@@ -205,7 +219,7 @@ export async function readRequestHead(input: InputBuffer): Promise<RequestHead> 
   const codings: string[] = [];
   let count = 0;
   while (true) {
-    const line = await input.readLine(MAX_HEADER_LINE);
+    const line = input.lineNow(MAX_HEADER_LINE) ?? await input.readLine(MAX_HEADER_LINE);
     if (line.kind === "eof") return { kind: "eof", partial: true };
     if (line.kind === "too-long") {
       if (FRAMING_NAMES.test(line.prefix)) {

@@ -123,20 +123,19 @@ function headerInit(pairs: [string, string][]): HeadersInit {
 /**
  * A web Request with a possibly streaming body (`duplex: "half"`, which the web standard asks for
  * and Deno's typings lack). Header pairs, as the HTTP/1.1 parser gives them, go in by headerInit.
+ * No signal: transports hand theirs over in RequestInfo (see there why).
  */
 export function makeRequest(
   url: string,
   method: string,
   headers: [string, string][] | Headers,
   body: ReadableStream<Uint8Array> | null,
-  signal?: AbortSignal,
 ): Request {
   const init: RequestInit & { duplex: "half" } = {
     method,
     headers: Array.isArray(headers) ? headerInit(headers) : headers,
     body,
     duplex: "half",
-    signal,
   };
   return new Request(url, init);
 }

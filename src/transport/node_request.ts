@@ -1,9 +1,9 @@
 // Answers one node:http or node:http2 (compat API) request with the web handler: builds the web
-// Request (streaming body with backpressure, abort signal when the client goes away, the HTTP
-// version for the access log), runs the handler, writes the Response back with backpressure, and
-// throws away whatever of the request body the handler left unread so that the connection (or
-// the HTTP/2 stream's flow-control window) stays usable. Shared by the plain TCP, TLS and socket
-// activation listeners.
+// Request (streaming body with backpressure, the HTTP version for the access log), runs the
+// handler with an abort signal in RequestInfo for a client that goes away, writes the Response
+// back with backpressure, and throws away whatever of the request body the handler left unread
+// so that the connection (or the HTTP/2 stream's flow-control window) stays usable. Shared by
+// the plain TCP, TLS and socket activation listeners.
 
 import type http from "node:http";
 import type http2 from "node:http2";
@@ -128,7 +128,7 @@ async function answer(
       : headersFromRawPairs((req as http.IncomingMessage).rawHeaders);
     if (hasRequestBody(req, method)) bridged = nodeReadableToWeb(req);
     else req.resume();
-    request = makeRequest(url, method, headers, bridged?.stream ?? null, controller.signal);
+    request = makeRequest(url, method, headers, bridged?.stream ?? null);
   } catch {
     bridged?.drain();
     plainResponse(res, 400, "Bad Request");
@@ -141,6 +141,7 @@ async function answer(
     response = await handler(request, {
       remoteAddr: peerIp(req.socket as Socket) || "unix",
       transport: context.transport,
+      signal: controller.signal,
     });
   } catch (error) {
     context.log(`ERROR: ${errorText(error)}`);

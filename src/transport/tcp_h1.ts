@@ -4,7 +4,8 @@
 // Owns, per connection: keep-alive (HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
 // `Connection: keep-alive`), the request URL from a checked Host header (the listen address
 // otherwise), the peer address, a Date header, chunked answers for bodies without a length
-// (HTTP/1.0: sent until close), and an abort signal when the connection goes while a handler runs.
+// (HTTP/1.0: sent until close), and an abort signal (RequestInfo.signal) when the connection goes
+// while a handler runs.
 // Timeouts follow ConnectionGuard's rules (timeouts.ts), checked by one sweep ticker per listener
 // (ticker.ts: no node timers are loaded before the first answer):
 // - a request head must be complete `headerMs` after the connection opened, or `headerMs +
@@ -285,13 +286,7 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
       else {
         try {
           const hasBody = body.present && head.method !== "GET" && head.method !== "HEAD";
-          request = makeRequest(
-            url,
-            head.method,
-            head.headers,
-            hasBody ? body.stream() : null,
-            controller.signal,
-          );
+          request = makeRequest(url, head.method, head.headers, hasBody ? body.stream() : null);
           if (hasBody) offerWholeBody(request, (limit) => body.readWhole(limit));
         } catch {
           refusal = { status: 400, message: "invalid request" };
@@ -314,7 +309,12 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
     let response: Response;
     connection.controller = controller;
     try {
-      response = await handler(request, info);
+      response = await handler(request, {
+        remoteAddr: info.remoteAddr,
+        transport: info.transport,
+        heldBodies: info.heldBodies,
+        signal: controller.signal,
+      });
     } catch (error) {
       log(`ERROR: ${errorText(error)}`);
       response = new Response("Internal Server Error\n", {
