@@ -26,19 +26,30 @@ export function cleanPath(path: string): string {
   return cleaned;
 }
 
+/**
+ * True when cleanPath would return `path` unchanged: absolute, no empty, "." or ".." segment. A
+ * quick test that spares the usual request cleanPath's split and join.
+ */
+function isClean(path: string): boolean {
+  return path.startsWith("/") && !path.includes("//") && !path.includes("/./") &&
+    !path.includes("/../") && !path.endsWith("/.") && !path.endsWith("/..");
+}
+
 /** Decodes the raw (still percent-encoded) URL path and splits it. */
 export function parseResticPath(rawPath: string, search: string): PathResult {
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(rawPath);
-  } catch {
-    return { kind: "invalid" };
+  let decoded = rawPath;
+  if (rawPath.includes("%")) {
+    try {
+      decoded = decodeURIComponent(rawPath);
+    } catch {
+      return { kind: "invalid" };
+    }
   }
   // Control characters never name anything; refusing them here also keeps them out of the
   // Location header of the redirect below.
   // deno-lint-ignore no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(decoded)) return { kind: "invalid" };
-  const cleaned = cleanPath(decoded);
+  const cleaned = isClean(decoded) ? decoded : cleanPath(decoded);
   if (cleaned !== decoded) return { kind: "redirect", location: encodeURI(cleaned) + search };
   const pieces = decoded.split("/");
   // pieces[0] is "" (leading slash); candidates are the pieces strictly between the first and

@@ -19,11 +19,13 @@ export function unsafeKeyReason(key: string): string | null {
   if (key === "") return null;
   if (key.length > MAX_KEY_LENGTH) return "name too long";
   if (FORBIDDEN_CHARS.test(key)) return "name contains a control character or backslash";
+  // the marker holds no "/": only a key that contains it can have a segment that does
+  const marked = key.includes(TEMP_MARKER);
   for (const segment of key.split("/")) {
     if (segment === "") return "name has an empty segment";
     if (segment === "." || segment === "..") return "name has a dot segment";
     if (segment.length > MAX_SEGMENT_LENGTH) return "name segment too long";
-    if (segment.includes(TEMP_MARKER)) return "name is reserved";
+    if (marked && segment.includes(TEMP_MARKER)) return "name is reserved";
   }
   return null;
 }
