@@ -204,6 +204,14 @@ export class FsProvider implements Provider {
     this.#verifiedDirs.add(dirPath);
   }
 
+  /** Counts a stat's answer into `#presence` and returns it. */
+  #found<T>(info: T | null): T | null {
+    this.#presence = info === null
+      ? Math.max(-16, this.#presence - 1)
+      : Math.min(16, this.#presence + 1);
+    return info;
+  }
+
   /**
    * lstat that follows a symlink only when its target stays inside the root. Metadata reads are
    * synchronous: a cached stat costs microseconds, an async op's thread hop costs far more.
@@ -212,21 +220,17 @@ export class FsProvider implements Provider {
    */
   async #statPath(path: string): Promise<Deno.FileInfo | null> {
     // a missing name (the usual answer before an upload) without lstat's costly NotFound error
-    if (this.#presence <= 0 && surelyAbsent(path)) {
-      this.#presence = Math.max(-16, this.#presence - 1);
-      return null;
-    }
+    if (this.#presence <= 0 && surelyAbsent(path)) return this.#found(null);
     let info: Deno.FileInfo;
     try {
       info = Deno.lstatSync(path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
-        this.#presence = Math.max(-16, this.#presence - 1);
-        return null;
+        return this.#found(null);
       }
       throw toStowageError(error);
     }
-    this.#presence = Math.min(16, this.#presence + 1);
+    this.#found(info);
     if (!info.isSymlink) return info;
     const realRoot = await this.#realRootPath();
     try {

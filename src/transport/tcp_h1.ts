@@ -309,12 +309,7 @@ export function startTcpHttp1(handler: Handler, options: TcpHttp1Options): TcpHt
     let response: Response;
     connection.controller = controller;
     try {
-      response = await handler(request, {
-        remoteAddr: info.remoteAddr,
-        transport: info.transport,
-        heldBodies: info.heldBodies,
-        signal: controller.signal,
-      });
+      response = await handler(request, { ...info, signal: controller.signal });
     } catch (error) {
       log(`ERROR: ${errorText(error)}`);
       response = new Response("Internal Server Error\n", {
